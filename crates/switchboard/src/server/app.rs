@@ -1,0 +1,324 @@
+//! `Switchboard`: routes WebSocket paths to hooks, serves them, and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::MethodRouter;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use switchboard_wire::CloseCode;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use super::config::WsConfig;
+use super::endpoint::Endpoint;
+use super::hooks::{Erased, Hooks};
+use super::peer::{Peer, PeerSet};
+use super::tls::TlsConfig;
+
+/// State shared by every route and connection of one server.
+#[derive(Default)]
+pub(crate) struct AppShared {
+    peers: PeerSet,
+    shutting_down: AtomicBool,
+    peer_left: Notify,
+}
+
+impl AppShared {
+    pub(crate) fn register(&self, peer: &Peer) {
+        self.peers.insert(peer);
+    }
+
+    pub(crate) fn unregister(&self, peer: &Peer) {
+        self.peers.remove(&peer.id());
+        self.peer_left.notify_waiters();
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// A WebSocket server: paths mapped to hooks, plus any other axum routes.
+///
+/// ```no_run
+/// use switchboard::{define_hooks, Switchboard};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let app = Switchboard::new().ws(
+///     "/chat",
+///     define_hooks().message(|peer: switchboard::Peer, msg: switchboard::Message| async move {
+///         if msg.text()? == "ping" {
+///             peer.send("pong")?;
+///         }
+///         Ok::<_, switchboard::BoxError>(())
+///     }),
+/// );
+/// app.listen("127.0.0.1:3333").await
+/// # }
+/// ```
+pub struct Switchboard {
+    router: Router,
+    config: WsConfig,
+    shared: Arc<AppShared>,
+    shutdown_grace: Duration,
+}
+
+impl Default for Switchboard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Switchboard {
+    /// A server with no routes and default limits.
+    pub fn new() -> Self {
+        Self {
+            router: Router::new(),
+            config: WsConfig::default(),
+            shared: Arc::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the limits and timers for the routes added after this call.
+    pub fn config(mut self, config: WsConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long `shutdown` waits for peers to finish their close handshake (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Serves `hooks` at `path` (crossws' and Spry's `app.ws(path, hooks)`). A plain GET without an
+    /// upgrade gets 426 with an explanation.
+    pub fn ws(self, path: &str, hooks: impl Hooks) -> Self {
+        let config = self.config.clone();
+        self.route_ws(path, hooks, config, None)
+    }
+
+    /// Like `ws`, with limits for this route only.
+    pub fn ws_with_config(self, path: &str, hooks: impl Hooks, config: WsConfig) -> Self {
+        self.route_ws(path, hooks, config, None)
+    }
+
+    /// Like `ws`, and a plain HTTP request on `path` goes to `fallback` (Spry's `app.ws(path, hooks,
+    /// fallback)`), e.g. `axum::routing::get(|| async { "a page" })`.
+    pub fn ws_with_fallback(self, path: &str, hooks: impl Hooks, fallback: MethodRouter) -> Self {
+        let config = self.config.clone();
+        self.route_ws(path, hooks, config, Some(fallback))
+    }
+
+    fn route_ws(mut self, path: &str, hooks: impl Hooks, config: WsConfig, fallback: Option<MethodRouter>) -> Self {
+        let endpoint = Endpoint {
+            hooks: Arc::new(Erased(Arc::new(hooks))),
+            config: Arc::new(config),
+            peers: Arc::default(),
+            app: self.shared.clone(),
+            fallback,
+        };
+        self.router = self.router.route(path, endpoint.into_method_router());
+        self
+    }
+
+    /// Adds ordinary HTTP routes (pages, APIs) served beside the WebSocket routes.
+    pub fn merge(mut self, router: Router) -> Self {
+        self.router = self.router.merge(router);
+        self
+    }
+
+    /// Every open peer, on every route.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.shared.peers.list()
+    }
+
+    /// The routes as an axum `Router`, to mount in an existing application (served with
+    /// `axum::serve(...).with_upgrades()` semantics: `axum::serve` supports upgrades).
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// Binds `addr` and serves in the background. The returned `Server` tells the address and shuts down.
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(self.serve(listener, None))
+    }
+
+    /// Binds `addr` and serves wss:// (TLS) in the background.
+    pub async fn bind_tls(self, addr: impl ToSocketAddrs, tls: TlsConfig) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(self.serve(listener, Some(tls)))
+    }
+
+    /// Serves on `addr` until SIGINT (Ctrl-C) or SIGTERM, then shuts down gracefully.
+    pub async fn listen(self, addr: impl ToSocketAddrs) -> std::io::Result<()> {
+        self.bind(addr).await?.run_until_signal().await;
+        Ok(())
+    }
+
+    /// Serves wss:// on `addr` until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn listen_tls(self, addr: impl ToSocketAddrs, tls: TlsConfig) -> std::io::Result<()> {
+        self.bind_tls(addr, tls).await?.run_until_signal().await;
+        Ok(())
+    }
+
+    /// Serves on an already bound listener.
+    pub fn serve(self, listener: TcpListener, tls: Option<TlsConfig>) -> Server {
+        let local_addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let router = self.router;
+        let accept = tokio::spawn(accept_loop(listener, tls, router, stop_rx));
+        tracing::info!(%local_addr, "listening");
+        Server { local_addr, shared: self.shared, stop: stop_tx, accept, grace: self.shutdown_grace }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<AppShared>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Server {
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Every open peer.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.shared.peers.list()
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        self.shutdown().await;
+    }
+
+    /// Stops accepting, sends 1001 to every peer, and waits (up to the grace period) for their close
+    /// handshakes; peers still open after that are dropped.
+    pub async fn shutdown(self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+        for peer in self.shared.peers.list() {
+            let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
+        }
+        let deadline = tokio::time::Instant::now() + self.grace;
+        loop {
+            let left = self.shared.peer_left.notified();
+            if self.shared.peers.len() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, left).await.is_err() {
+                let stragglers = self.shared.peers.list();
+                tracing::warn!(count = stragglers.len(), "peers did not close in time: dropping them");
+                for peer in stragglers {
+                    peer.terminate();
+                }
+                break;
+            }
+        }
+        tracing::info!("shut down");
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Router, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let router = router.clone();
+                    let stop = stop.clone();
+                    match &tls {
+                        None => {
+                            tokio::spawn(serve_http(stream, addr, router, stop));
+                        }
+                        Some(tls) => {
+                            let acceptor = tls.acceptor();
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_http(stream, addr, router, stop).await,
+                                    Ok(Err(error)) => tracing::debug!(%addr, %error, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_http<IO>(io: IO, addr: SocketAddr, router: Router, mut stop: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(addr));
+        router.clone().oneshot(request.map(Body::new))
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%addr, %error, "HTTP connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Per-route limits and timers.
+
+use std::time::Duration;
+
+use switchboard_wire::deflate::DeflateConfig;
+
+/// Limits, timers and compression for the peers of one route. The defaults suit most applications.
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    /// Largest message accepted from a peer, after decompression (default 16 MiB; 1009 beyond).
+    pub max_message_size: usize,
+    /// Largest frame accepted from a peer (default: the message limit).
+    pub max_frame_size: usize,
+    /// How often the server pings a peer (default 30 s; `None` turns pings off).
+    pub ping_interval: Option<Duration>,
+    /// A peer that sends nothing at all, not even a pong, for this long is closed with 1011
+    /// (default 75 s: two missed pings and some slack).
+    pub keepalive_timeout: Option<Duration>,
+    /// A peer that sends no message for this long is closed with 1000 "idle timeout" (default: off).
+    pub idle_timeout: Option<Duration>,
+    /// Bytes that may wait in a peer's send queue (default 8 MiB). One message is always accepted
+    /// into an empty queue, whatever its size. Past the limit the peer is a slow consumer and is closed
+    /// with 1013.
+    pub max_buffered_bytes: usize,
+    /// How long to wait for the peer's close frame after sending ours (default 5 s).
+    pub close_timeout: Duration,
+    /// permessage-deflate: `None` (default) declines it. Compression costs 70-300 KiB of memory per
+    /// connection and several microseconds per message; turn it on where bandwidth matters more.
+    pub compression: Option<DeflateConfig>,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            ping_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Some(Duration::from_secs(75)),
+            idle_timeout: None,
+            max_buffered_bytes: 8 << 20,
+            close_timeout: Duration::from_secs(5),
+            compression: None,
+        }
+    }
+}
+
+impl WsConfig {
+    /// Sets the message and frame size limit.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets (or with `None` turns off) the ping interval.
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Sets (or turns off) the keep-alive timeout.
+    pub fn keepalive_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Sets (or turns off) the idle timeout.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the send queue limit in bytes.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes;
+        self
+    }
+
+    /// Sets the close handshake timeout.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Accepts permessage-deflate offers with these settings (`DeflateConfig::default()`: level 1).
+    pub fn compression(mut self, config: Option<DeflateConfig>) -> Self {
+        self.compression = config;
+        self
+    }
+}

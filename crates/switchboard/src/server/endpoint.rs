@@ -1,0 +1,169 @@
+//! One WebSocket route: validates the upgrade request, runs the `upgrade` hook, answers 101, and starts
+//! the peer's connection task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use http::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use switchboard_wire::handshake::{self, RequestError};
+use switchboard_wire::{deflate, Config, Connection, Role};
+use tokio::sync::{mpsc, Notify};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use super::app::AppShared;
+use super::config::WsConfig;
+use super::hooks::DynHooks;
+use super::peer::{Peer, PeerSet, PeerShared, ReadyState, RequestInfo};
+use super::task::PeerTask;
+use super::upgrade::UpgradeRequest;
+
+pub(crate) struct Endpoint {
+    pub(crate) hooks: Arc<dyn DynHooks>,
+    pub(crate) config: Arc<WsConfig>,
+    pub(crate) peers: Arc<PeerSet>,
+    pub(crate) app: Arc<AppShared>,
+    pub(crate) fallback: Option<MethodRouter>,
+}
+
+impl Endpoint {
+    /// The axum handler for this route.
+    pub(crate) fn into_method_router(self) -> MethodRouter {
+        let endpoint = Arc::new(self);
+        axum::routing::any(move |request: Request<Body>| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.handle(request).await }
+        })
+    }
+
+    async fn handle(&self, mut request: Request<Body>) -> Response {
+        let upgrade = match handshake::validate_request(request.method(), request.version(), request.headers()) {
+            Ok(upgrade) => upgrade,
+            Err(RequestError::NotUpgrade) if self.fallback.is_some() => {
+                return match &self.fallback {
+                    Some(fallback) => fallback.clone().oneshot(request).await.into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                };
+            }
+            Err(error) => return refuse(&error),
+        };
+        if self.app.is_shutting_down() {
+            return (StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down\n").into_response();
+        }
+        let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+            // Only a server built with upgrades (ours, or axum::serve) can switch protocols.
+            return (StatusCode::INTERNAL_SERVER_ERROR, "this HTTP server does not support connection upgrades\n")
+                .into_response();
+        };
+        let remote_addr = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let (parts, _) = request.into_parts();
+        let info = Arc::new(RequestInfo {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+        });
+        let upgrade_request =
+            UpgradeRequest { info: info.clone(), remote_addr, protocols: upgrade.protocols.clone().into() };
+        let accept = match std::panic::AssertUnwindSafe(self.hooks.upgrade(upgrade_request)).catch_unwind().await {
+            Ok(Ok(accept)) => accept,
+            Ok(Err(rejection)) => return rejection,
+            Err(panic) => {
+                let error = crate::Error::from_panic("upgrade", panic);
+                tracing::error!(%error, "refusing the upgrade with 500");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+            }
+        };
+        if let Some(chosen) = &accept.protocol {
+            if !upgrade.protocols.contains(chosen) {
+                tracing::error!(chosen, offered = ?upgrade.protocols, "the upgrade hook chose a subprotocol the client did not offer");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error: subprotocol mismatch\n").into_response();
+            }
+        }
+        let negotiated =
+            self.config.compression.as_ref().and_then(|c| deflate::negotiate_server(&upgrade.extensions, c));
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let mut headers = handshake::response_headers(
+            &upgrade.key,
+            accept.protocol.as_deref(),
+            negotiated.as_ref().map(|(_, answer)| answer.as_str()),
+        );
+        for (name, value) in accept.headers.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+        *response.headers_mut() = headers;
+
+        let wire_config = Config {
+            max_frame_size: self.config.max_frame_size,
+            max_message_size: self.config.max_message_size,
+            deflate: negotiated.as_ref().map(|(params, _)| *params),
+            compression_level: self.config.compression.map_or(1, |c| c.level),
+            ..Config::default()
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let peer = Peer {
+            shared: Arc::new(PeerShared {
+                id: Uuid::new_v4(),
+                remote_addr,
+                request: (*info).clone(),
+                context: accept.context,
+                protocol: accept.protocol,
+                extensions: negotiated.map(|(_, answer)| answer),
+                state: AtomicU8::new(ReadyState::Connecting as u8),
+                buffered: AtomicUsize::new(0),
+                max_buffered: self.config.max_buffered_bytes,
+                tx,
+                abort: AtomicU16::new(0),
+                abort_signal: Notify::new(),
+                route_peers: self.peers.clone(),
+            }),
+        };
+        let hooks = self.hooks.clone();
+        let config = self.config.clone();
+        let app = self.app.clone();
+        let route_peers = self.peers.clone();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    route_peers.insert(&peer);
+                    let task = PeerTask {
+                        io: TokioIo::new(upgraded),
+                        conn: Connection::new(Role::Server, wire_config, 0),
+                        peer: peer.clone(),
+                        rx,
+                        hooks,
+                        config,
+                        app,
+                        read_buf: BytesMut::new(),
+                    };
+                    task.run().await;
+                    route_peers.remove(&peer.id());
+                }
+                Err(error) => {
+                    peer.set_ready_state(ReadyState::Closed);
+                    tracing::debug!(%error, "the upgrade did not complete");
+                }
+            }
+        });
+        response
+    }
+}
+
+/// The HTTP answer to an invalid upgrade request: its status, required headers, and a body that says
+/// what was wrong.
+fn refuse(error: &RequestError) -> Response {
+    let mut response = (error.status(), format!("{error}\n")).into_response();
+    for (name, value) in error.headers() {
+        response.headers_mut().insert(name, http::HeaderValue::from_static(value));
+    }
+    response
+}

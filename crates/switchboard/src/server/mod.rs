@@ -1,0 +1,21 @@
+//! The server: hooks, peers, routing, serving.
+
+mod app;
+mod config;
+mod endpoint;
+mod hooks;
+mod peer;
+mod task;
+mod tls;
+mod upgrade;
+
+pub use app::{Server, Switchboard};
+pub use config::WsConfig;
+pub use hooks::{define_hooks, HookResult, HookSet, Hooks, IntoHookResult};
+pub use peer::{Peer, ReadyState, RequestInfo};
+pub use tls::{TlsConfig, TlsError};
+pub use upgrade::{reject, Accept, IntoUpgradeResult, UpgradeRequest};
+
+pub(crate) use app::AppShared;
+pub(crate) use endpoint::Endpoint;
+pub(crate) use hooks::Erased;

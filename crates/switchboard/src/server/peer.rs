@@ -1,0 +1,315 @@
+//! `Peer`: one connected client, as the hooks see it (crossws' `peer`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::{Extensions, HeaderMap, Method, Uri, Version};
+use serde::Serialize;
+use switchboard_wire::{CloseCode, CloseFrame};
+use tokio::sync::{mpsc, Notify};
+use uuid::Uuid;
+
+use crate::error::{InvalidCloseCode, SendError};
+use crate::Message;
+
+/// The connection state, numbered as the browser's `WebSocket.readyState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum ReadyState {
+    /// 0: the handshake is under way.
+    Connecting = 0,
+    /// 1: messages flow.
+    Open = 1,
+    /// 2: a close frame was sent or received.
+    Closing = 2,
+    /// 3: the connection is gone.
+    Closed = 3,
+}
+
+impl ReadyState {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Connecting,
+            1 => Self::Open,
+            2 => Self::Closing,
+            _ => Self::Closed,
+        }
+    }
+}
+
+/// The HTTP upgrade request a peer connected with.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// Always GET for a valid upgrade.
+    pub method: Method,
+    /// Path and query as requested.
+    pub uri: Uri,
+    /// HTTP version (1.1).
+    pub version: Version,
+    /// All request headers (cookies, authorization, origin, ...).
+    pub headers: HeaderMap,
+}
+
+impl RequestInfo {
+    /// The value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.uri.query()?;
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key) == name).then(|| percent_decode(value))
+        })
+    }
+}
+
+fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What other tasks ask a peer's connection task to send.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Message(Message),
+    Ping(bytes::Bytes),
+    Close(CloseFrame),
+}
+
+/// A set of peers (one route's, or the peers of a whole server).
+#[derive(Default)]
+pub(crate) struct PeerSet {
+    peers: Mutex<HashMap<Uuid, Peer>>,
+}
+
+impl PeerSet {
+    pub(crate) fn insert(&self, peer: &Peer) {
+        self.lock().insert(peer.id(), peer.clone());
+    }
+
+    pub(crate) fn remove(&self, id: &Uuid) {
+        self.lock().remove(id);
+    }
+
+    pub(crate) fn list(&self) -> Vec<Peer> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Peer>> {
+        // A panic while holding this lock cannot leave the map inconsistent: every operation is one call.
+        self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Code stored in `abort` to drop the connection without a close frame.
+pub(crate) const TERMINATE: u16 = 1;
+
+pub(crate) struct PeerShared {
+    pub(crate) id: Uuid,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) request: RequestInfo,
+    pub(crate) context: Extensions,
+    pub(crate) protocol: Option<String>,
+    pub(crate) extensions: Option<String>,
+    pub(crate) state: AtomicU8,
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) max_buffered: usize,
+    pub(crate) tx: mpsc::UnboundedSender<Outgoing>,
+    /// A close that jumps the queue: 0 none, `TERMINATE`, or a close code (slow consumer, shutdown).
+    pub(crate) abort: AtomicU16,
+    pub(crate) abort_signal: Notify,
+    pub(crate) route_peers: Arc<PeerSet>,
+}
+
+/// A connected client. Cheap to clone; every clone is the same connection.
+///
+/// `send` and friends never block and never wait for the network: they queue the message for the
+/// peer's connection task. A peer whose queue grows past `WsConfig::max_buffered_bytes` is a slow
+/// consumer and is closed with 1013.
+#[derive(Clone)]
+pub struct Peer {
+    pub(crate) shared: Arc<PeerShared>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.shared.id)
+            .field("remote_addr", &self.shared.remote_addr)
+            .field("path", &self.shared.request.uri.path())
+            .field("ready_state", &self.ready_state())
+            .finish()
+    }
+}
+
+impl PartialEq for Peer {
+    fn eq(&self, other: &Self) -> bool {
+        self.shared.id == other.shared.id
+    }
+}
+
+impl Eq for Peer {}
+
+impl Peer {
+    /// A unique id (UUID v4).
+    pub fn id(&self) -> Uuid {
+        self.shared.id
+    }
+
+    /// The client's address, when known (behind a proxy: the proxy's; see the request headers).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.shared.remote_addr
+    }
+
+    /// The upgrade request: method, URI, headers.
+    pub fn request(&self) -> &RequestInfo {
+        &self.shared.request
+    }
+
+    /// Typed data attached in the `upgrade` hook with `Accept::context`.
+    pub fn context<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.shared.context.get::<T>()
+    }
+
+    /// The connection state (`readyState`).
+    pub fn ready_state(&self) -> ReadyState {
+        ReadyState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_ready_state(&self, state: ReadyState) {
+        self.shared.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The negotiated subprotocol.
+    pub fn protocol(&self) -> Option<&str> {
+        self.shared.protocol.as_deref()
+    }
+
+    /// The negotiated extensions, as sent in `Sec-WebSocket-Extensions`.
+    pub fn extensions(&self) -> Option<&str> {
+        self.shared.extensions.as_deref()
+    }
+
+    /// Bytes queued for this peer and not yet written to its socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.buffered.load(Ordering::Acquire)
+    }
+
+    /// Queues a message: `&str`/`String` as text, `Vec<u8>`/`Bytes` as binary, or a `Message`.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
+        self.enqueue(message.into())
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: impl Into<String>) -> Result<(), SendError> {
+        self.enqueue(Message::from_text(text))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, bytes: impl Into<bytes::Bytes>) -> Result<(), SendError> {
+        self.enqueue(Message::from_binary(bytes))
+    }
+
+    /// Queues `value` as a JSON text message.
+    pub fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
+        self.enqueue(Message::from_json(value)?)
+    }
+
+    /// Queues a ping (payload cut to 125 bytes). The server also pings on its own; see `WsConfig`.
+    pub fn ping(&self, payload: impl Into<bytes::Bytes>) -> Result<(), SendError> {
+        if self.ready_state() != ReadyState::Open {
+            return Err(SendError::Closed);
+        }
+        self.shared.tx.send(Outgoing::Ping(payload.into())).map_err(|_| SendError::Closed)
+    }
+
+    fn enqueue(&self, message: Message) -> Result<(), SendError> {
+        if self.ready_state() > ReadyState::Open {
+            return Err(SendError::Closed);
+        }
+        let len = message.len();
+        let before = self.shared.buffered.fetch_add(len, Ordering::AcqRel);
+        let limit = self.shared.max_buffered;
+        if before > 0 && before + len > limit {
+            self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
+            tracing::warn!(peer = %self.id(), buffered = before, limit, "slow consumer: closing with 1013");
+            self.abort_with(CloseCode::TRY_AGAIN_LATER.0);
+            return Err(SendError::QueueFull { buffered: before, limit });
+        }
+        self.shared.tx.send(Outgoing::Message(message)).map_err(|_| {
+            self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
+            SendError::Closed
+        })
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Messages queued
+    /// before are sent first. Codes: 1000, 1001-1003, 1007-1014, 3000-4999.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), InvalidCloseCode> {
+        if !CloseCode(code).is_valid_on_wire() {
+            return Err(InvalidCloseCode(code));
+        }
+        if self.ready_state() <= ReadyState::Open {
+            // If the task is gone the peer is closed already, which is what was asked.
+            let _ = self.shared.tx.send(Outgoing::Close(CloseFrame::new(code, reason)));
+        }
+        Ok(())
+    }
+
+    /// Drops the connection at once, without a close frame (the client sees 1006).
+    pub fn terminate(&self) {
+        self.abort_with(TERMINATE);
+    }
+
+    /// Closes with `code` ahead of anything queued (slow consumers, shutdown).
+    pub(crate) fn abort_with(&self, code: u16) {
+        if self.shared.abort.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.shared.abort_signal.notify_one();
+        }
+    }
+
+    /// The peers connected to the same route, this one included.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.shared.route_peers.list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        let info = RequestInfo {
+            method: Method::GET,
+            uri: "/chat?room=caf%C3%A9+bar&x".parse().unwrap(),
+            version: Version::HTTP_11,
+            headers: HeaderMap::new(),
+        };
+        assert_eq!(info.query_param("room").as_deref(), Some("café bar"));
+        assert_eq!(info.query_param("x").as_deref(), Some(""));
+        assert_eq!(info.query_param("y"), None);
+    }
+}

@@ -1,0 +1,321 @@
+//! The connection task: one per peer, it owns the socket, reads frames, runs the hooks, and writes
+//! everything queued for the peer. Nothing else touches the socket, so nothing else can block on it.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use switchboard_wire::{CloseCode, CloseFrame, CloseState, Connection, Event, MessageKind, ProtocolError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::app::AppShared;
+use super::config::WsConfig;
+use super::hooks::{DynHooks, HookResult};
+use super::peer::{Outgoing, Peer, ReadyState, TERMINATE};
+use crate::error::{CloseEvent, Error};
+use crate::Message;
+
+/// Read in chunks of this size; a larger frame grows the buffer as needed.
+const READ_CHUNK: usize = 4096;
+/// Buffers larger than this are released once empty instead of kept for the next message.
+const KEEP_BUFFER: usize = 64 * 1024;
+/// How long a failed connection waits for the peer to see our close frame before dropping it.
+const LINGER: Duration = Duration::from_secs(1);
+
+pub(crate) struct PeerTask<IO> {
+    pub(crate) io: IO,
+    pub(crate) conn: Connection,
+    pub(crate) peer: Peer,
+    pub(crate) rx: mpsc::UnboundedReceiver<Outgoing>,
+    pub(crate) hooks: Arc<dyn DynHooks>,
+    pub(crate) config: Arc<WsConfig>,
+    pub(crate) app: Arc<AppShared>,
+    pub(crate) read_buf: BytesMut,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
+    pub(crate) async fn run(mut self) {
+        let peer = self.peer.clone();
+        peer.set_ready_state(ReadyState::Open);
+        self.app.register(&peer);
+        if self.app.is_shutting_down() {
+            let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
+        }
+        let mut write_buf = BytesMut::new();
+        let opened = call_hook("open", self.hooks.open(peer.clone())).await;
+        let event = match opened {
+            Ok(()) => self.drive(&mut write_buf).await,
+            Err(error) => self.fail_internal(error, &mut write_buf).await,
+        };
+        peer.set_ready_state(ReadyState::Closed);
+        self.app.unregister(&peer);
+        tracing::debug!(peer = %peer.id(), code = event.code, reason = %event.reason, clean = event.was_clean, "closed");
+        if let Err(error) = call_hook("close", self.hooks.close(peer.clone(), event)).await {
+            self.report(error).await;
+        }
+    }
+
+    async fn drive(&mut self, write_buf: &mut BytesMut) -> CloseEvent {
+        let config = self.config.clone();
+        let start = Instant::now();
+        let mut last_frame = start;
+        let mut last_message = start;
+        let mut next_ping = config.ping_interval.map(|every| start + every);
+        let mut close_deadline: Option<Instant> = None;
+        let mut accounted = 0usize;
+        loop {
+            let deadline = [
+                next_ping,
+                config.keepalive_timeout.map(|t| last_frame + t),
+                config.idle_timeout.map(|t| last_message + t),
+                close_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                () = self.peer.shared.abort_signal.notified() => {
+                    return self.abort(write_buf).await;
+                }
+                item = self.rx.recv() => {
+                    let Some(item) = item else { return self.abort(write_buf).await };
+                    accounted += self.encode(item, write_buf);
+                    accounted += self.drain_queue(write_buf);
+                    if let Err(e) = self.flush(write_buf, &mut accounted).await {
+                        return self.lost(e).await;
+                    }
+                    if self.conn.close_state() == CloseState::CloseSent && close_deadline.is_none() {
+                        self.peer.set_ready_state(ReadyState::Closing);
+                        close_deadline = Some(Instant::now() + config.close_timeout);
+                    }
+                }
+                read = self.io.read_buf(&mut self.read_buf) => {
+                    match read {
+                        Ok(0) => return self.eof(),
+                        Err(e) => return self.lost(e).await,
+                        Ok(_) => {}
+                    }
+                    last_frame = Instant::now();
+                    loop {
+                        match self.conn.receive(&mut self.read_buf) {
+                            Ok(None) => break,
+                            Ok(Some(Event::Message(kind, data))) => {
+                                last_message = last_frame;
+                                let message = Message::from_wire(kind, data);
+                                if let Err(error) = call_hook("message", self.hooks.message(self.peer.clone(), message)).await {
+                                    return self.fail_internal(error, write_buf).await;
+                                }
+                            }
+                            Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf),
+                            Ok(Some(Event::Pong(_))) => {}
+                            Ok(Some(Event::Close(frame))) => {
+                                return self.peer_closed(frame, write_buf, &mut accounted).await;
+                            }
+                            Err(error) => return self.fail_protocol(error, write_buf).await,
+                        }
+                    }
+                    // Replies the hooks queued go out in the same write as the pongs.
+                    accounted += self.drain_queue(write_buf);
+                    if let Err(e) = self.flush(write_buf, &mut accounted).await {
+                        return self.lost(e).await;
+                    }
+                    if self.read_buf.is_empty() && self.read_buf.capacity() > KEEP_BUFFER {
+                        self.read_buf = BytesMut::new();
+                    }
+                }
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let now = Instant::now();
+                    if close_deadline.is_some_and(|d| now >= d) {
+                        return CloseEvent { code: 1006, reason: "close handshake timed out".into(), was_clean: false };
+                    }
+                    if let Some(timeout) = config.keepalive_timeout.filter(|t| now >= last_frame + *t) {
+                        self.report(Error::KeepaliveTimeout(timeout)).await;
+                        return self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "keep-alive timeout"), write_buf).await;
+                    }
+                    if config.idle_timeout.is_some_and(|t| now >= last_message + t) && close_deadline.is_none() {
+                        let _ = self.peer.close(CloseCode::NORMAL.0, "idle timeout");
+                        last_message = now + config.close_timeout;
+                    }
+                    if let Some(at) = next_ping.filter(|at| now >= *at) {
+                        self.conn.encode_ping(b"", write_buf);
+                        if let Err(e) = self.flush(write_buf, &mut accounted).await {
+                            return self.lost(e).await;
+                        }
+                        next_ping = config.ping_interval.map(|every| at.max(now - every) + every);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encodes one queued item; returns the message bytes it accounts for in `buffered_amount`.
+    fn encode(&mut self, item: Outgoing, write_buf: &mut BytesMut) -> usize {
+        match item {
+            Outgoing::Message(message) => {
+                let len = message.len();
+                let kind = if message.is_text() { MessageKind::Text } else { MessageKind::Binary };
+                self.conn.encode_message(kind, message.bytes(), write_buf);
+                len
+            }
+            Outgoing::Ping(payload) => {
+                self.conn.encode_ping(&payload, write_buf);
+                0
+            }
+            Outgoing::Close(frame) => {
+                self.conn.encode_close(Some(&frame), write_buf);
+                0
+            }
+        }
+    }
+
+    fn drain_queue(&mut self, write_buf: &mut BytesMut) -> usize {
+        let mut accounted = 0;
+        while write_buf.len() < KEEP_BUFFER {
+            match self.rx.try_recv() {
+                Ok(item) => accounted += self.encode(item, write_buf),
+                Err(_) => break,
+            }
+        }
+        accounted
+    }
+
+    async fn flush(&mut self, write_buf: &mut BytesMut, accounted: &mut usize) -> std::io::Result<()> {
+        if write_buf.is_empty() {
+            return Ok(());
+        }
+        self.io.write_all(write_buf).await?;
+        self.io.flush().await?;
+        write_buf.clear();
+        if write_buf.capacity() > KEEP_BUFFER {
+            *write_buf = BytesMut::new();
+        }
+        self.peer.shared.buffered.fetch_sub(std::mem::take(accounted), Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The peer's close frame arrived: answer it (unless it answers ours), then close the transport.
+    async fn peer_closed(
+        &mut self,
+        frame: Option<CloseFrame>,
+        write_buf: &mut BytesMut,
+        accounted: &mut usize,
+    ) -> CloseEvent {
+        self.peer.set_ready_state(ReadyState::Closing);
+        let (code, reason) =
+            frame.as_ref().map_or((CloseCode::NO_STATUS.0, String::new()), |f| (f.code.0, f.reason.clone()));
+        if self.conn.close_state() == CloseState::CloseReceived {
+            // Echo the code (RFC 6455 section 5.5.1); an empty close is answered with an empty close.
+            let echo = frame.map(|f| CloseFrame::new(f.code, ""));
+            self.conn.encode_close(echo.as_ref(), write_buf);
+        }
+        let flushed = self.flush(write_buf, accounted).await.is_ok();
+        self.linger().await;
+        CloseEvent { code, reason, was_clean: flushed }
+    }
+
+    /// The peer broke the protocol: send the close code it earned, tell the error hook, close.
+    async fn fail_protocol(&mut self, error: ProtocolError, write_buf: &mut BytesMut) -> CloseEvent {
+        tracing::debug!(peer = %self.peer.id(), %error, "protocol error");
+        let code = error.close_code();
+        let reason = error.to_string();
+        self.conn.fail(&error, write_buf);
+        self.write_best_effort(write_buf).await;
+        self.report(Error::Protocol(error)).await;
+        self.linger().await;
+        CloseEvent { code: code.0, reason, was_clean: false }
+    }
+
+    /// A hook failed: close with 1011 and tell the error hook.
+    async fn fail_internal(&mut self, error: Error, write_buf: &mut BytesMut) -> CloseEvent {
+        tracing::warn!(peer = %self.peer.id(), %error, "closing peer with 1011");
+        self.report(error).await;
+        self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "internal error"), write_buf).await
+    }
+
+    /// Sends `frame` ahead of anything queued and closes without waiting for the answer.
+    async fn close_now(&mut self, frame: CloseFrame, write_buf: &mut BytesMut) -> CloseEvent {
+        self.peer.set_ready_state(ReadyState::Closing);
+        write_buf.clear();
+        self.conn.encode_close(Some(&frame), write_buf);
+        self.conn.abort();
+        self.write_best_effort(write_buf).await;
+        self.linger().await;
+        CloseEvent { code: frame.code.0, reason: frame.reason, was_clean: false }
+    }
+
+    async fn abort(&mut self, write_buf: &mut BytesMut) -> CloseEvent {
+        let code = self.peer.shared.abort.load(Ordering::Acquire);
+        if code == TERMINATE || code == 0 {
+            self.conn.abort();
+            return CloseEvent { code: 1006, reason: "terminated".into(), was_clean: false };
+        }
+        let reason = if code == CloseCode::TRY_AGAIN_LATER.0 { "slow consumer" } else { "closing" };
+        let limit = self.peer.shared.max_buffered;
+        if code == CloseCode::TRY_AGAIN_LATER.0 {
+            let buffered = self.peer.buffered_amount();
+            self.report(Error::SlowConsumer { buffered, limit }).await;
+        }
+        self.close_now(CloseFrame::new(code, reason), write_buf).await
+    }
+
+    /// Writes what is in `write_buf`, giving up after the close timeout (the peer may be stalled).
+    async fn write_best_effort(&mut self, write_buf: &mut BytesMut) {
+        let timeout = self.config.close_timeout;
+        let _ = tokio::time::timeout(timeout, async {
+            self.io.write_all(write_buf).await?;
+            self.io.flush().await
+        })
+        .await;
+        write_buf.clear();
+    }
+
+    /// Closes our side and reads (and discards) until the peer closes too, so that our last frames are
+    /// not destroyed by a TCP reset from unread input.
+    async fn linger(&mut self) {
+        let _ = tokio::time::timeout(LINGER, async {
+            let _ = self.io.shutdown().await;
+            let mut sink = [0u8; 1024];
+            while matches!(self.io.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+
+    fn eof(&mut self) -> CloseEvent {
+        self.conn.abort();
+        CloseEvent { code: 1006, reason: "connection closed without a close frame".into(), was_clean: false }
+    }
+
+    async fn lost(&mut self, error: std::io::Error) -> CloseEvent {
+        self.conn.abort();
+        let reason = error.to_string();
+        self.report(Error::Io(error)).await;
+        CloseEvent { code: 1006, reason, was_clean: false }
+    }
+
+    async fn report(&mut self, error: Error) {
+        tracing::debug!(peer = %self.peer.id(), %error, "error hook");
+        let hooks = self.hooks.clone();
+        let peer = self.peer.clone();
+        if let Err(panic) = AssertUnwindSafe(hooks.error(peer, error)).catch_unwind().await {
+            tracing::error!(error = %Error::from_panic("error", panic), "the error hook panicked");
+        }
+    }
+}
+
+/// Runs a hook, turning a returned error or a panic into an `Error`.
+async fn call_hook(hook: &'static str, fut: impl std::future::Future<Output = HookResult>) -> Result<(), Error> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(Error::Hook { hook, source }),
+        Err(panic) => Err(Error::from_panic(hook, panic)),
+    }
+}
