@@ -18,6 +18,9 @@
 //! }
 //! ```
 #![warn(missing_docs)]
+// `upgrade` refuses with an HTTP `Response` (128 bytes) in `Err`: it happens once per handshake, and
+// boxing it would make every refusal in user code noisier.
+#![allow(clippy::result_large_err)]
 
 pub mod axum;
 mod error;

@@ -212,6 +212,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         self.peer.set_ready_state(ReadyState::Closing);
         let (code, reason) =
             frame.as_ref().map_or((CloseCode::NO_STATUS.0, String::new()), |f| (f.code.0, f.reason.clone()));
+        *accounted += self.drain_queue(write_buf);
         if self.conn.close_state() == CloseState::CloseReceived {
             // Echo the code (RFC 6455 section 5.5.1); an empty close is answered with an empty close.
             let echo = frame.map(|f| CloseFrame::new(f.code, ""));
@@ -227,6 +228,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         tracing::debug!(peer = %self.peer.id(), %error, "protocol error");
         let code = error.close_code();
         let reason = error.to_string();
+        // What the hooks queued before the bad frame still goes out, ahead of the close frame.
+        self.drain_queue(write_buf);
         self.conn.fail(&error, write_buf);
         self.write_best_effort(write_buf).await;
         self.report(Error::Protocol(error)).await;
