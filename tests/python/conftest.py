@@ -1,0 +1,31 @@
+"""Starts the real `switchboard serve` binary for the foreign-peer tests."""
+
+import os
+import subprocess
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("SWITCHBOARD_BIN", os.path.join(ROOT, "target", "debug", "switchboard"))
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A `switchboard serve --port 0` process; yields its base ws:// URL."""
+    if not os.path.exists(BINARY):
+        pytest.fail(f"{BINARY} is missing: build it with `cargo build -p switchboard-cli` (scripts/test does)")
+    proc = subprocess.Popen(
+        [BINARY, "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "RUST_LOG": "warn"},
+        text=True,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"http://([\d.]+:\d+)", line)
+    if not match:
+        proc.kill()
+        pytest.fail(f"switchboard serve did not report its address: {line!r}")
+    yield f"ws://{match.group(1)}"
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0, "switchboard serve should exit 0 on SIGTERM"
