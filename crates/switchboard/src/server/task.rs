@@ -27,6 +27,15 @@ const KEEP_BUFFER: usize = 64 * 1024;
 /// How long a failed connection waits for the peer to see our close frame before dropping it.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// Why a write did not complete.
+enum WriteFailed {
+    Io(std::io::Error),
+    /// The peer was aborted (slow consumer, terminate) while the write was blocked.
+    Aborted,
+    /// The peer read nothing for this long.
+    Stalled(Duration),
+}
+
 pub(crate) struct PeerTask<IO> {
     pub(crate) io: IO,
     pub(crate) conn: Connection,
@@ -84,14 +93,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             tokio::select! {
                 biased;
                 () = self.peer.shared.abort_signal.notified() => {
-                    return self.abort(write_buf).await;
+                    return self.abort(write_buf, false).await;
                 }
                 item = self.rx.recv() => {
-                    let Some(item) = item else { return self.abort(write_buf).await };
+                    let Some(item) = item else { return self.abort(write_buf, false).await };
                     accounted += self.encode(item, write_buf);
                     accounted += self.drain_queue(write_buf);
-                    if let Err(e) = self.flush(write_buf, &mut accounted).await {
-                        return self.lost(e).await;
+                    if let Err(failure) = self.flush(write_buf, &mut accounted).await {
+                        return self.write_failed(failure, write_buf).await;
                     }
                     if self.conn.close_state() == CloseState::CloseSent && close_deadline.is_none() {
                         self.peer.set_ready_state(ReadyState::Closing);
@@ -125,8 +134,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     }
                     // Replies the hooks queued go out in the same write as the pongs.
                     accounted += self.drain_queue(write_buf);
-                    if let Err(e) = self.flush(write_buf, &mut accounted).await {
-                        return self.lost(e).await;
+                    if let Err(failure) = self.flush(write_buf, &mut accounted).await {
+                        return self.write_failed(failure, write_buf).await;
                     }
                     if self.read_buf.is_empty() && self.read_buf.capacity() > KEEP_BUFFER {
                         self.read_buf = BytesMut::new();
@@ -147,8 +156,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     }
                     if let Some(at) = next_ping.filter(|at| now >= *at) {
                         self.conn.encode_ping(b"", write_buf);
-                        if let Err(e) = self.flush(write_buf, &mut accounted).await {
-                            return self.lost(e).await;
+                        if let Err(failure) = self.flush(write_buf, &mut accounted).await {
+                            return self.write_failed(failure, write_buf).await;
                         }
                         next_ping = config.ping_interval.map(|every| at.max(now - every) + every);
                     }
@@ -188,12 +197,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         accounted
     }
 
-    async fn flush(&mut self, write_buf: &mut BytesMut, accounted: &mut usize) -> std::io::Result<()> {
+    /// Writes `write_buf` out. A peer that stops reading would block this forever, so the write also
+    /// ends when the peer is aborted (slow consumer, terminate, shutdown) or makes no progress for the
+    /// keep-alive timeout.
+    async fn flush(&mut self, write_buf: &mut BytesMut, accounted: &mut usize) -> Result<(), WriteFailed> {
         if write_buf.is_empty() {
             return Ok(());
         }
-        self.io.write_all(write_buf).await?;
-        self.io.flush().await?;
+        let stall = self.config.keepalive_timeout.unwrap_or(Duration::from_secs(24 * 3600));
+        tokio::select! {
+            biased;
+            written = self.io.write_all(write_buf) => written.map_err(WriteFailed::Io)?,
+            () = self.peer.shared.abort_signal.notified() => return Err(WriteFailed::Aborted),
+            () = tokio::time::sleep(stall) => return Err(WriteFailed::Stalled(stall)),
+        }
+        self.io.flush().await.map_err(WriteFailed::Io)?;
         write_buf.clear();
         if write_buf.capacity() > KEEP_BUFFER {
             *write_buf = BytesMut::new();
@@ -218,9 +236,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             let echo = frame.map(|f| CloseFrame::new(f.code, ""));
             self.conn.encode_close(echo.as_ref(), write_buf);
         }
-        let flushed = self.flush(write_buf, accounted).await.is_ok();
+        if let Err(failure) = self.flush(write_buf, accounted).await {
+            return self.write_failed(failure, write_buf).await;
+        }
         self.linger().await;
-        CloseEvent { code, reason, was_clean: flushed }
+        CloseEvent { code, reason, was_clean: true }
     }
 
     /// The peer broke the protocol: send the close code it earned, tell the error hook, close.
@@ -255,19 +275,36 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         CloseEvent { code: frame.code.0, reason: frame.reason, was_clean: false }
     }
 
-    async fn abort(&mut self, write_buf: &mut BytesMut) -> CloseEvent {
+    /// Handles `abort_with`: terminate, or a close that jumps the queue. `mid_frame`: a write was cut
+    /// off inside a frame, so no close frame can follow and the connection is just dropped.
+    async fn abort(&mut self, write_buf: &mut BytesMut, mid_frame: bool) -> CloseEvent {
         let code = self.peer.shared.abort.load(Ordering::Acquire);
         if code == TERMINATE || code == 0 {
             self.conn.abort();
             return CloseEvent { code: 1006, reason: "terminated".into(), was_clean: false };
         }
         let reason = if code == CloseCode::TRY_AGAIN_LATER.0 { "slow consumer" } else { "closing" };
-        let limit = self.peer.shared.max_buffered;
         if code == CloseCode::TRY_AGAIN_LATER.0 {
-            let buffered = self.peer.buffered_amount();
+            let (buffered, limit) = (self.peer.buffered_amount(), self.peer.shared.max_buffered);
             self.report(Error::SlowConsumer { buffered, limit }).await;
         }
+        if mid_frame {
+            self.conn.abort();
+            return CloseEvent { code, reason: reason.into(), was_clean: false };
+        }
         self.close_now(CloseFrame::new(code, reason), write_buf).await
+    }
+
+    async fn write_failed(&mut self, failure: WriteFailed, write_buf: &mut BytesMut) -> CloseEvent {
+        match failure {
+            WriteFailed::Io(error) => self.lost(error).await,
+            WriteFailed::Aborted => self.abort(write_buf, true).await,
+            WriteFailed::Stalled(after) => {
+                let error =
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no write progress for {after:?}"));
+                self.lost(error).await
+            }
+        }
     }
 
     /// Writes what is in `write_buf`, giving up after the close timeout (the peer may be stalled).
