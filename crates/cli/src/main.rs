@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod connect;
 mod serve;
 
 /// Switchboard: a WebSocket toolkit and server.
@@ -16,19 +17,24 @@ struct Cli {
 enum Command {
     /// Runs the server with the built-in demo endpoints (/echo, /chat).
     Serve(serve::ServeArgs),
+    /// Connects to a WebSocket server: stdin lines out, received messages to stdout.
+    Connect(connect::ConnectArgs),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
+    // `connect` prints its own state lines, so its log shows only warnings unless RUST_LOG says more.
+    let default_level = if matches!(cli.command, Command::Connect(_)) { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(args).await.map(|()| 0),
+        Command::Connect(args) => connect::run(args).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
             eprintln!("switchboard: {error}");
             std::process::ExitCode::FAILURE

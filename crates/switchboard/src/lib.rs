@@ -23,10 +23,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod axum;
+pub mod client;
 mod error;
 mod message;
 mod server;
 
+pub use client::{websocket, Session, Socket};
 pub use error::{BoxError, CloseEvent, Error, InvalidCloseCode, SendError};
 pub use message::{Message, MessageKind, NotText};
 pub use server::*;

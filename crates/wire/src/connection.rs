@@ -311,10 +311,8 @@ impl Connection {
         if kind == MessageKind::Text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
         }
-        if self.state != CloseState::Open {
-            // Data that arrives after we sent our close frame is discarded (RFC 6455 section 1.4).
-            return Ok(None);
-        }
+        // Data may still arrive after we sent our close frame, until the peer's close (RFC 6455
+        // section 1.4); it is delivered, since the peer sent it before it saw our close.
         Ok(Some(Event::Message(kind, data.freeze())))
     }
 

@@ -223,7 +223,7 @@ fn closing_handshake_from_the_peer() {
 }
 
 #[test]
-fn closing_handshake_started_by_us_drops_later_data() {
+fn closing_handshake_started_by_us_still_delivers_data_sent_before_the_peer_saw_it() {
     let mut conn = server();
     let mut out = BytesMut::new();
     conn.encode_close(Some(&CloseFrame::new(1001, "shutdown")), &mut out);
@@ -232,7 +232,10 @@ fn closing_handshake_started_by_us_drops_later_data() {
     bytes.extend(client_frame(0x88, &1001u16.to_be_bytes()));
     let (events, err) = run(&mut conn, &bytes);
     assert_eq!(err, None);
-    assert_eq!(events, vec![Event::Close(Some(CloseFrame::new(1001, "")))]);
+    assert_eq!(
+        events,
+        vec![Event::Message(MessageKind::Text, "in flight".into()), Event::Close(Some(CloseFrame::new(1001, "")))]
+    );
     assert_eq!(conn.close_state(), CloseState::Closed);
 }
 
