@@ -161,6 +161,10 @@ async fn run_link(
     let mut last_frame = Instant::now();
     let mut next_ping = socket.keepalive.map(|(every, _)| last_frame + every);
     let mut close_deadline: Option<Instant> = None;
+    // Frames that came in the same read as the handshake response are already buffered.
+    if let Some(close) = process_input(&mut link, &mut write_buf, socket, shared).await {
+        return close;
+    }
     loop {
         let deadline = [next_ping, socket.keepalive.map(|(_, timeout)| last_frame + timeout), close_deadline]
             .into_iter()
@@ -202,27 +206,8 @@ async fn run_link(
                     Err(error) => return lost(shared, error),
                     Ok(_) => last_frame = Instant::now(),
                 }
-                loop {
-                    match link.conn.receive(&mut link.read_buf) {
-                        Ok(None) => break,
-                        Ok(Some(Event::Message(kind, data))) => shared.deliver(Message::from_wire(kind, data)).await,
-                        Ok(Some(Event::Ping(payload))) => link.conn.encode_pong(&payload, &mut write_buf),
-                        Ok(Some(Event::Pong(_))) => {}
-                        Ok(Some(Event::Close(frame))) => return closed_by_server(&mut link, frame, &mut write_buf, socket, shared).await,
-                        Err(error) => {
-                            link.conn.fail(&error, &mut write_buf);
-                            let _ = tokio::time::timeout(socket.close_timeout, link.io.write_all(&write_buf)).await;
-                            let close = CloseEvent { code: error.close_code().0, reason: error.to_string(), was_clean: false };
-                            shared.emit_error(SessionError::Protocol(error));
-                            return close;
-                        }
-                    }
-                }
-                if !write_buf.is_empty() {
-                    if let Err(error) = link.io.write_all(&write_buf).await {
-                        return lost(shared, error);
-                    }
-                    write_buf.clear();
+                if let Some(close) = process_input(&mut link, &mut write_buf, socket, shared).await {
+                    return close;
                 }
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -245,6 +230,41 @@ async fn run_link(
             }
         }
     }
+}
+
+/// Handles every complete frame in the read buffer, then writes the pongs. Returns how the link
+/// closed, if it did.
+async fn process_input(
+    link: &mut Link,
+    write_buf: &mut BytesMut,
+    socket: &Socket,
+    shared: &SessionShared,
+) -> Option<CloseEvent> {
+    loop {
+        match link.conn.receive(&mut link.read_buf) {
+            Ok(None) => break,
+            Ok(Some(Event::Message(kind, data))) => shared.deliver(Message::from_wire(kind, data)).await,
+            Ok(Some(Event::Ping(payload))) => link.conn.encode_pong(&payload, write_buf),
+            Ok(Some(Event::Pong(_))) => {}
+            Ok(Some(Event::Close(frame))) => {
+                return Some(closed_by_server(link, frame, write_buf, socket, shared).await)
+            }
+            Err(error) => {
+                link.conn.fail(&error, write_buf);
+                let _ = tokio::time::timeout(socket.close_timeout, link.io.write_all(write_buf)).await;
+                let close = CloseEvent { code: error.close_code().0, reason: error.to_string(), was_clean: false };
+                shared.emit_error(SessionError::Protocol(error));
+                return Some(close);
+            }
+        }
+    }
+    if !write_buf.is_empty() {
+        if let Err(error) = link.io.write_all(write_buf).await {
+            return Some(lost(shared, error));
+        }
+        write_buf.clear();
+    }
+    None
 }
 
 fn encode(conn: &mut Connection, message: &Message, out: &mut BytesMut) {
@@ -278,8 +298,7 @@ async fn closed_by_server(
     let (code, reason) = frame.as_ref().map_or((1005, String::new()), |f| (f.code.0, f.reason.clone()));
     if link.conn.close_state() == CloseState::CloseReceived {
         shared.set_state(State::Closing);
-        let echo = frame.map(|f| CloseFrame::new(f.code, ""));
-        link.conn.encode_close(echo.as_ref(), write_buf);
+        link.conn.encode_close(frame.as_ref(), write_buf);
         if link.io.write_all(write_buf).await.is_err() {
             return CloseEvent { code, reason, was_clean: false };
         }

@@ -232,9 +232,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             frame.as_ref().map_or((CloseCode::NO_STATUS.0, String::new()), |f| (f.code.0, f.reason.clone()));
         *accounted += self.drain_queue(write_buf);
         if self.conn.close_state() == CloseState::CloseReceived {
-            // Echo the code (RFC 6455 section 5.5.1); an empty close is answered with an empty close.
-            let echo = frame.map(|f| CloseFrame::new(f.code, ""));
-            self.conn.encode_close(echo.as_ref(), write_buf);
+            // Echo the frame (RFC 6455 section 5.5.1); an empty close is answered with an empty close.
+            self.conn.encode_close(frame.as_ref(), write_buf);
         }
         if let Err(failure) = self.flush(write_buf, accounted).await {
             return self.write_failed(failure, write_buf).await;
