@@ -20,8 +20,13 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `switchboard serve --port 0 <extra args>` and waits for its "listening" line.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_on(0, extra)
+    }
+
+    /// Starts `switchboard serve --port <port> <extra args>`.
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--port", "0"])
+            .args(["serve", "--port", &port.to_string()])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
