@@ -75,8 +75,16 @@ async fn state_streams_yield_the_current_value_then_every_change() {
     assert!(next(&mut closed).await);
     assert!(matches!(session.current_state(), State::Closed(c) if c.code == 4000));
     assert!(matches!(session.send("x").await, Err(SendError::Closed { code: 4000, .. })));
-    // A stream created after the end still starts with the current value.
-    assert!(next(&mut Box::pin(session.is_closed())).await);
+    // Streams end with the session; one created after the end yields the current value only.
+    assert_eq!(tokio::time::timeout(WAIT, open.next()).await.expect("ends"), None);
+    assert_eq!(tokio::time::timeout(WAIT, closes.next()).await.expect("ends"), None);
+    let mut late = Box::pin(session.is_closed());
+    assert!(next(&mut late).await);
+    assert_eq!(late.next().await, None);
+    // Nobody subscribed while it was open: the first subscriber still gets what arrived, then the end.
+    let mut messages = session.messages().texts();
+    assert_eq!(next(&mut messages).await, "welcome");
+    assert!(tokio::time::timeout(WAIT, messages.next()).await.expect("ends").is_none());
 }
 
 #[tokio::test]

@@ -67,6 +67,8 @@ pub(crate) enum Lifecycle {
     Opened,
     Closed(CloseEvent),
     Error(SessionError),
+    /// The session is closed for good: the lifecycle streams end here.
+    Finished,
 }
 
 /// What waits to be written: a message and its share of the queue budget.
@@ -177,6 +179,9 @@ impl SessionShared {
         while commands.try_recv().is_ok() {}
         self.budget.close();
         self.set_state(State::Closed(close));
+        // Message streams end once they have handed out what they hold.
+        lock(&self.subscribers).list.clear();
+        let _ = self.events.send(Lifecycle::Finished);
     }
 }
 
@@ -230,28 +235,37 @@ impl Session {
 
     /// Every message from the server (fritz2's `messages`). The first subscriber also gets what
     /// arrived before it subscribed; several subscribers each get every message, and a slow one slows
-    /// the reading of the socket rather than losing messages.
+    /// the reading of the socket rather than losing messages. The stream ends when the session is
+    /// closed for good (reconnects do not end it).
     pub fn messages(&self) -> Messages {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
         let backlog = {
             let mut subs = lock(&self.shared.subscribers);
-            subs.list.push(tx);
+            // After the end, the stream only hands out what was buffered (`finish` clears the list
+            // after setting the state, under this lock, so no sender can outlive it).
+            if !self.shared.current_state().is_closed() {
+                subs.list.push(tx);
+            }
             subs.early.take().map(|(early, _)| early).unwrap_or_default()
         };
         Messages { backlog, rx, _guard: self.guard.clone() }
     }
 
-    /// The state, now and at every change.
+    /// The state, now and at every change; the stream ends after the final `Closed`.
     pub fn state(&self) -> impl Stream<Item = State> + Send + 'static {
-        let changes = BroadcastStream::new(self.shared.events.subscribe());
+        let events = self.shared.events.subscribe();
         let now = self.shared.current_state();
-        let changes = changes.filter_map(|event| async move {
+        let first = futures_util::stream::once(std::future::ready(now.clone()));
+        if now.is_closed() {
+            return futures_util::future::Either::Left(first);
+        }
+        let changes = until_finished(BroadcastStream::new(events)).filter_map(|event| async move {
             match event {
-                Ok(Lifecycle::State(state)) => Some(state),
+                Lifecycle::State(state) => Some(state),
                 _ => None,
             }
         });
-        dedup(futures_util::stream::once(async move { now }).chain(changes))
+        futures_util::future::Either::Right(dedup(first.chain(changes)))
     }
 
     /// Whether a connection attempt is under way (or a reconnect is pending), now and at every change.
@@ -269,7 +283,8 @@ impl Session {
         dedup(self.state().map(|s| s.is_closed()))
     }
 
-    /// One item each time a connection opens (again, after a reconnect).
+    /// One item each time a connection opens (again, after a reconnect). Like `closes()` and
+    /// `errors()`, it ends when the session is closed for good.
     pub fn opens(&self) -> impl Stream<Item = ()> + Send + 'static {
         self.lifecycle(|event| matches!(event, Lifecycle::Opened).then_some(()))
     }
@@ -291,8 +306,11 @@ impl Session {
     }
 
     fn lifecycle<T: Send + 'static>(&self, pick: fn(Lifecycle) -> Option<T>) -> impl Stream<Item = T> + Send + 'static {
-        BroadcastStream::new(self.shared.events.subscribe())
-            .filter_map(move |event| async move { event.ok().and_then(pick) })
+        let events = self.shared.events.subscribe();
+        let finished = self.shared.current_state().is_closed();
+        until_finished(BroadcastStream::new(events))
+            .take_while(move |_| std::future::ready(!finished))
+            .filter_map(move |event| std::future::ready(pick(event)))
     }
 
     /// Waits until the session is closed for good and returns how.
@@ -375,6 +393,13 @@ impl Session {
         self.shared.request_close(CloseFrame::new(code, reason));
         Ok(self.closed().await)
     }
+}
+
+/// Lifecycle events up to `Finished` (a subscriber that fell behind skips what it missed).
+fn until_finished(events: BroadcastStream<Lifecycle>) -> impl Stream<Item = Lifecycle> + Send + 'static {
+    events
+        .filter_map(|event| std::future::ready(event.ok()))
+        .take_while(|event| std::future::ready(!matches!(event, Lifecycle::Finished)))
 }
 
 /// Drops consecutive repeats.
