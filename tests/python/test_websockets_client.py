@@ -113,7 +113,7 @@ def test_chat_broadcasts_to_others_and_announces_joins_and_leaves(server):
                 bob_welcome = json.loads(await bob.recv())
                 assert bob_welcome["type"] == "welcome" and bob_welcome["peers"] == 2
                 join = json.loads(await alice.recv())
-                assert join == {"type": "join", "id": bob_welcome["id"], "peers": 2}
+                assert join == {"type": "join", "id": bob_welcome["id"], "room": "lobby", "peers": 2}
                 await alice.send("hi bob")
                 assert await bob.recv() == "hi bob"
                 await bob.send(b"\x01binary")
@@ -122,7 +122,24 @@ def test_chat_broadcasts_to_others_and_announces_joins_and_leaves(server):
                 with pytest.raises(asyncio.TimeoutError):
                     await asyncio.wait_for(alice.recv(), 0.3)
             leave = json.loads(await alice.recv())
-            assert leave == {"type": "leave", "id": bob_welcome["id"], "peers": 1}
+            assert leave == {"type": "leave", "id": bob_welcome["id"], "room": "lobby", "peers": 1}
+
+    run(main())
+
+
+def test_chat_rooms_are_separate(server):
+    async def main():
+        async with websockets.connect(f"{server}/chat?room=red") as red, websockets.connect(
+            f"{server}/chat?room=blue"
+        ) as blue, websockets.connect(f"{server}/chat?room=red") as red2:
+            assert json.loads(await red.recv())["room"] == "red"
+            assert json.loads(await blue.recv())["room"] == "blue"
+            assert json.loads(await red2.recv())["peers"] == 2
+            assert json.loads(await red.recv())["type"] == "join"
+            await red2.send("only for red")
+            assert await red.recv() == "only for red"
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(blue.recv(), 0.3)
 
     run(main())
 

@@ -26,14 +26,23 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Connect to other nodes through Redis (e.g. redis://127.0.0.1:6379): /chat rooms span them.
+    #[arg(long, value_name = "URL", env = "SWITCHBOARD_BROKER")]
+    broker: Option<String>,
 }
 
-const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else on /chat\n";
+const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby)\n";
 
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Browsers always offer permessage-deflate; the demo endpoints accept it (the library default is off).
     let config = WsConfig::default().compression(Some(DeflateConfig::default()));
-    let app = Switchboard::new()
+    let mut app = Switchboard::new();
+    if let Some(url) = &args.broker {
+        let broker = switchboard::pubsub::RedisBroker::new(url).map_err(|e| format!("--broker {url}: {e}"))?;
+        app = app.broker(broker);
+        tracing::info!(%url, "publications cross nodes through Redis");
+    }
+    let app = app
         .config(config)
         .ws("/echo", echo::hooks())
         .ws("/chat", chat::hooks())

@@ -26,11 +26,13 @@ pub mod axum;
 pub mod client;
 mod error;
 mod message;
+pub mod pubsub;
 mod server;
 
 pub use client::{websocket, Session, Socket};
 pub use error::{BoxError, CloseEvent, Error, InvalidCloseCode, SendError};
 pub use message::{Message, MessageKind, NotText};
+pub use pubsub::{Hub, Position, PubSubConfig, Recovery};
 pub use server::*;
 pub use switchboard_wire as wire;
 pub use switchboard_wire::{CloseCode, ProtocolError};

@@ -336,3 +336,41 @@ async fn codes_4000_to_4099_stop_reconnecting() {
     let close = tokio::time::timeout(WAIT, session.closed()).await.expect("closed for good");
     assert_eq!(close.code, 4000);
 }
+
+#[tokio::test]
+async fn replies_to_messages_received_before_a_violation_go_out_before_the_close() {
+    // Autobahn 3.2 in the client role: a valid text, then a frame with RSV2 set. The echo of the text
+    // must reach the server before the 1002 close.
+    let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+    let addr = raw_server(move |mut stream| async move {
+        let mut bad = vec![0x81, 0x05];
+        bad.extend_from_slice(b"Hello");
+        bad.extend_from_slice(&[0xA1, 0x00]);
+        stream.write_all(&bad).await.expect("write");
+        let mut conn = switchboard::wire::Connection::new(switchboard::wire::Role::Server, Default::default(), 0);
+        let mut buf = bytes::BytesMut::new();
+        while stream.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+            while let Ok(Some(event)) = conn.receive(&mut buf) {
+                let _ = frames_tx.send(event);
+            }
+        }
+    })
+    .await;
+    let session = websocket(&format!("ws://{addr}/")).expect("url").connect();
+    let mut messages = session.messages();
+    let echo = session.clone();
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let _ = echo.send(message).await;
+        }
+    });
+    use switchboard::wire::{CloseFrame, Event, MessageKind};
+    assert_eq!(
+        tokio::time::timeout(WAIT, frames.recv()).await.expect("in time").expect("a frame"),
+        Event::Message(MessageKind::Text, "Hello".into())
+    );
+    match tokio::time::timeout(WAIT, frames.recv()).await.expect("in time").expect("a frame") {
+        Event::Close(Some(CloseFrame { code, .. })) => assert_eq!(code.0, 1002),
+        other => panic!("expected the 1002 close, got {other:?}"),
+    }
+}

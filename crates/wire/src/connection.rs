@@ -149,6 +149,11 @@ impl Connection {
         self.state
     }
 
+    /// Whether data frames may still be sent (we have not sent our close frame).
+    pub fn can_send_data(&self) -> bool {
+        matches!(self.state, CloseState::Open | CloseState::CloseReceived)
+    }
+
     /// Whether a received message or frame is in progress (bytes are buffered for it).
     pub fn is_mid_message(&self) -> bool {
         self.frame.is_some() || self.message.is_some()

@@ -32,6 +32,8 @@ struct Link {
 }
 
 const READ_CHUNK: usize = 8192;
+/// How long a protocol failure waits for the application to answer what it already received.
+const SETTLE_LIMIT: Duration = Duration::from_millis(100);
 
 pub(crate) async fn run(socket: Socket, shared: Arc<SessionShared>, mut commands: mpsc::UnboundedReceiver<Outgoing>) {
     let mut attempt: u32 = 0;
@@ -162,7 +164,7 @@ async fn run_link(
     let mut next_ping = socket.keepalive.map(|(every, _)| last_frame + every);
     let mut close_deadline: Option<Instant> = None;
     // Frames that came in the same read as the handshake response are already buffered.
-    if let Some(close) = process_input(&mut link, &mut write_buf, socket, shared).await {
+    if let Some(close) = process_input(&mut link, &mut write_buf, socket, shared, commands).await {
         return close;
     }
     loop {
@@ -206,7 +208,7 @@ async fn run_link(
                     Err(error) => return lost(shared, error),
                     Ok(_) => last_frame = Instant::now(),
                 }
-                if let Some(close) = process_input(&mut link, &mut write_buf, socket, shared).await {
+                if let Some(close) = process_input(&mut link, &mut write_buf, socket, shared, commands).await {
                     return close;
                 }
             }
@@ -239,6 +241,7 @@ async fn process_input(
     write_buf: &mut BytesMut,
     socket: &Socket,
     shared: &SessionShared,
+    commands: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> Option<CloseEvent> {
     loop {
         match link.conn.receive(&mut link.read_buf) {
@@ -250,6 +253,11 @@ async fn process_input(
                 return Some(closed_by_server(link, frame, write_buf, socket, shared).await)
             }
             Err(error) => {
+                // The messages delivered before the violation may have replies on their way from the
+                // application (an echo, an ack): let it act on them, and send what it queued first.
+                shared.settle(SETTLE_LIMIT).await;
+                let mut sent = Vec::new();
+                drain(commands, &mut link.conn, write_buf, &mut sent);
                 link.conn.fail(&error, write_buf);
                 let _ = tokio::time::timeout(socket.close_timeout, link.io.write_all(write_buf)).await;
                 let close = CloseEvent { code: error.close_code().0, reason: error.to_string(), was_clean: false };

@@ -173,6 +173,20 @@ impl SessionShared {
         }
     }
 
+    /// Waits (at most `limit`) until every subscriber has taken what was delivered to it, then a
+    /// moment more for the application to act on the last message.
+    pub(crate) async fn settle(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let pending = lock(&self.subscribers).list.iter().any(|s| s.capacity() < s.max_capacity());
+            if !pending || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
     /// The session is over: record the final state and fail what is still queued.
     pub(crate) fn finish(&self, close: CloseEvent, commands: &mut mpsc::UnboundedReceiver<Outgoing>) {
         commands.close();

@@ -23,6 +23,7 @@ use super::endpoint::Endpoint;
 use super::hooks::{Erased, Hooks};
 use super::peer::{Peer, PeerSet};
 use super::tls::TlsConfig;
+use crate::pubsub::{Broker, Hub, Inbox, PubSubConfig, Topics};
 
 /// State shared by every route and connection of one server.
 #[derive(Default)]
@@ -30,9 +31,14 @@ pub(crate) struct AppShared {
     peers: PeerSet,
     shutting_down: AtomicBool,
     peer_left: Notify,
+    pub(crate) topics: Topics,
 }
 
 impl AppShared {
+    pub(crate) fn peers(&self) -> Vec<Peer> {
+        self.peers.list()
+    }
+
     pub(crate) fn register(&self, peer: &Peer) {
         self.peers.insert(peer);
     }
@@ -143,6 +149,26 @@ impl Switchboard {
         self.shared.peers.list()
     }
 
+    /// Sets the pub/sub limits, slow-consumer policy and history.
+    pub fn pubsub(self, config: PubSubConfig) -> Self {
+        *self.shared.topics.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self
+    }
+
+    /// Connects this server to other nodes through `broker` (default: one node, in memory). Starts
+    /// the broker, so it must be called inside a tokio runtime.
+    pub fn broker(self, broker: impl Broker) -> Self {
+        let broker: Arc<dyn Broker> = Arc::new(broker);
+        broker.start(Inbox { app: Arc::downgrade(&self.shared) });
+        self.shared.topics.set_broker(broker);
+        self
+    }
+
+    /// A handle for publishing to topics from anywhere.
+    pub fn hub(&self) -> Hub {
+        Hub { app: self.shared.clone() }
+    }
+
     /// The routes as an axum `Router`, to mount in an existing application (served with
     /// `axum::serve(...).with_upgrades()` semantics: `axum::serve` supports upgrades).
     pub fn into_router(self) -> Router {
@@ -202,6 +228,11 @@ impl Server {
     /// Every open peer.
     pub fn peers(&self) -> Vec<Peer> {
         self.shared.peers.list()
+    }
+
+    /// A handle for publishing to topics from anywhere.
+    pub fn hub(&self) -> Hub {
+        Hub { app: self.shared.clone() }
     }
 
     /// Waits for SIGINT or SIGTERM, then shuts down gracefully.

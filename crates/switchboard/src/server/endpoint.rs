@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -125,6 +125,8 @@ impl Endpoint {
                 abort: AtomicU16::new(0),
                 abort_signal: Notify::new(),
                 route_peers: self.peers.clone(),
+                app: self.app.clone(),
+                topics: Mutex::default(),
             }),
         };
         let hooks = self.hooks.clone();

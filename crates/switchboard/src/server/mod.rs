@@ -8,11 +8,13 @@ mod peer;
 mod task;
 mod tls;
 mod upgrade;
+mod write_queue;
 
 pub use app::{Server, Switchboard};
 pub use config::WsConfig;
 pub use hooks::{define_hooks, HookResult, HookSet, Hooks, IntoHookResult};
-pub use peer::{Peer, ReadyState, RequestInfo};
+pub(crate) use peer::Outgoing;
+pub use peer::{Peer, ReadyState, RequestInfo, SlowConsumerPolicy};
 pub use tls::{TlsConfig, TlsError};
 pub use upgrade::{reject, Accept, IntoUpgradeResult, UpgradeRequest};
 

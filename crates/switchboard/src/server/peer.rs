@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use crate::error::{InvalidCloseCode, SendError};
+use crate::pubsub::{Hub, Position, Recovery};
 use crate::Message;
 
 /// The connection state, numbered as the browser's `WebSocket.readyState`.
@@ -87,10 +88,22 @@ fn percent_decode(input: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+fn lock_set(
+    set: &Mutex<std::collections::HashSet<Arc<str>>>,
+) -> std::sync::MutexGuard<'_, std::collections::HashSet<Arc<str>>> {
+    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// What other tasks ask a peer's connection task to send.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Message(Message),
+    /// A frame encoded once and shared by every subscriber of a publication; `accounted` is its
+    /// share of `buffered_amount`.
+    Frame {
+        frame: bytes::Bytes,
+        accounted: usize,
+    },
     Ping(bytes::Bytes),
     Close(CloseFrame),
 }
@@ -124,6 +137,16 @@ impl PeerSet {
     }
 }
 
+/// What happens to a peer whose send queue is over its limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SlowConsumerPolicy {
+    /// Close it with 1013 (try again later), ahead of what is queued.
+    #[default]
+    Close,
+    /// Skip this message for that peer (for volatile data: positions, presence); counted.
+    Drop,
+}
+
 /// Code stored in `abort` to drop the connection without a close frame.
 pub(crate) const TERMINATE: u16 = 1;
 
@@ -142,6 +165,8 @@ pub(crate) struct PeerShared {
     pub(crate) abort: AtomicU16,
     pub(crate) abort_signal: Notify,
     pub(crate) route_peers: Arc<PeerSet>,
+    pub(crate) app: Arc<super::app::AppShared>,
+    pub(crate) topics: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 /// A connected client. Cheap to clone; every clone is the same connection.
@@ -247,19 +272,32 @@ impl Peer {
     }
 
     fn enqueue(&self, message: Message) -> Result<(), SendError> {
+        let len = message.len();
+        self.enqueue_item(Outgoing::Message(message), len, self.shared.max_buffered, SlowConsumerPolicy::Close)
+    }
+
+    /// Queues an item that accounts for `len` bytes. Past `limit` (with something already queued, so
+    /// one large message always fits) the peer is a slow consumer and `policy` decides.
+    pub(crate) fn enqueue_item(
+        &self,
+        item: Outgoing,
+        len: usize,
+        limit: usize,
+        policy: SlowConsumerPolicy,
+    ) -> Result<(), SendError> {
         if self.ready_state() > ReadyState::Open {
             return Err(SendError::Closed);
         }
-        let len = message.len();
         let before = self.shared.buffered.fetch_add(len, Ordering::AcqRel);
-        let limit = self.shared.max_buffered;
         if before > 0 && before + len > limit {
             self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
-            tracing::warn!(peer = %self.id(), buffered = before, limit, "slow consumer: closing with 1013");
-            self.abort_with(CloseCode::TRY_AGAIN_LATER.0);
+            if policy == SlowConsumerPolicy::Close {
+                tracing::warn!(peer = %self.id(), buffered = before, limit, "slow consumer: closing with 1013");
+                self.abort_with(CloseCode::TRY_AGAIN_LATER.0);
+            }
             return Err(SendError::QueueFull { buffered: before, limit });
         }
-        self.shared.tx.send(Outgoing::Message(message)).map_err(|_| {
+        self.shared.tx.send(item).map_err(|_| {
             self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
             SendError::Closed
         })
@@ -287,6 +325,53 @@ impl Peer {
     pub(crate) fn abort_with(&self, code: u16) {
         if self.shared.abort.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.shared.abort_signal.notify_one();
+        }
+    }
+
+    /// Subscribes to `topic`: publications to it reach this peer until it unsubscribes or leaves.
+    /// Returns false if it was subscribed already.
+    pub fn subscribe(&self, topic: &str) -> bool {
+        lock_set(&self.shared.topics).insert(Arc::from(topic));
+        self.shared.app.topics.subscribe(topic, self)
+    }
+
+    /// Subscribes to `topic` after replaying the publications it missed since `since` (needs
+    /// history: `PubSubConfig::history`). `recovered: false` means they could not all be replayed
+    /// (too old, or another epoch): the client should refetch its state.
+    pub fn subscribe_since(&self, topic: &str, since: &Position) -> Recovery {
+        lock_set(&self.shared.topics).insert(Arc::from(topic));
+        self.shared.app.topics.subscribe_since(topic, self, since)
+    }
+
+    /// Unsubscribes from `topic`; returns false if it was not subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        lock_set(&self.shared.topics).remove(topic);
+        self.shared.app.topics.unsubscribe(topic, self.id())
+    }
+
+    /// The topics this peer is subscribed to.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = lock_set(&self.shared.topics).iter().map(|t| t.to_string()).collect();
+        topics.sort();
+        topics
+    }
+
+    /// Publishes to every subscriber of `topic` but this peer (here and on other nodes). Returns the
+    /// number of local subscribers it was queued for. `peer.hub().publish` includes the sender.
+    pub fn publish(&self, topic: &str, message: impl Into<Message>) -> usize {
+        self.shared.app.topics.publish(topic, &message.into(), Some(self.id())).0
+    }
+
+    /// The server's hub: publish to any topic, list topics and peers.
+    pub fn hub(&self) -> Hub {
+        Hub { app: self.shared.app.clone() }
+    }
+
+    /// Leaves every topic (when the connection ends).
+    pub(crate) fn leave_topics(&self) {
+        let topics: Vec<Arc<str>> = lock_set(&self.shared.topics).drain().collect();
+        for topic in topics {
+            self.shared.app.topics.unsubscribe(&topic, self.id());
         }
     }
 

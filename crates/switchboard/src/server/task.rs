@@ -17,6 +17,7 @@ use super::app::AppShared;
 use super::config::WsConfig;
 use super::hooks::{DynHooks, HookResult};
 use super::peer::{Outgoing, Peer, ReadyState, TERMINATE};
+use super::write_queue::WriteQueue;
 use crate::error::{CloseEvent, Error};
 use crate::Message;
 
@@ -55,13 +56,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         if self.app.is_shutting_down() {
             let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
         }
-        let mut write_buf = BytesMut::new();
+        let mut write_buf = WriteQueue::default();
         let opened = call_hook("open", self.hooks.open(peer.clone())).await;
         let event = match opened {
             Ok(()) => self.drive(&mut write_buf).await,
             Err(error) => self.fail_internal(error, &mut write_buf).await,
         };
         peer.set_ready_state(ReadyState::Closed);
+        peer.leave_topics();
         self.app.unregister(&peer);
         tracing::debug!(peer = %peer.id(), code = event.code, reason = %event.reason, clean = event.was_clean, "closed");
         if let Err(error) = call_hook("close", self.hooks.close(peer.clone(), event)).await {
@@ -69,7 +71,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         }
     }
 
-    async fn drive(&mut self, write_buf: &mut BytesMut) -> CloseEvent {
+    async fn drive(&mut self, write_buf: &mut WriteQueue) -> CloseEvent {
         let config = self.config.clone();
         let start = Instant::now();
         let mut last_frame = start;
@@ -124,7 +126,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                                     return self.fail_internal(error, write_buf).await;
                                 }
                             }
-                            Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf),
+                            Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf.buf()),
                             Ok(Some(Event::Pong(_))) => {}
                             Ok(Some(Event::Close(frame))) => {
                                 return self.peer_closed(frame, write_buf, &mut accounted).await;
@@ -155,7 +157,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                         last_message = now + config.close_timeout;
                     }
                     if let Some(at) = next_ping.filter(|at| now >= *at) {
-                        self.conn.encode_ping(b"", write_buf);
+                        self.conn.encode_ping(b"", write_buf.buf());
                         if let Err(failure) = self.flush(write_buf, &mut accounted).await {
                             return self.write_failed(failure, write_buf).await;
                         }
@@ -167,26 +169,32 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 
     /// Encodes one queued item; returns the message bytes it accounts for in `buffered_amount`.
-    fn encode(&mut self, item: Outgoing, write_buf: &mut BytesMut) -> usize {
+    fn encode(&mut self, item: Outgoing, write_buf: &mut WriteQueue) -> usize {
         match item {
             Outgoing::Message(message) => {
                 let len = message.len();
                 let kind = if message.is_text() { MessageKind::Text } else { MessageKind::Binary };
-                self.conn.encode_message(kind, message.bytes(), write_buf);
+                self.conn.encode_message(kind, message.bytes(), write_buf.buf());
                 len
             }
+            Outgoing::Frame { frame, accounted } => {
+                if self.conn.can_send_data() {
+                    write_buf.push_shared(frame);
+                }
+                accounted
+            }
             Outgoing::Ping(payload) => {
-                self.conn.encode_ping(&payload, write_buf);
+                self.conn.encode_ping(&payload, write_buf.buf());
                 0
             }
             Outgoing::Close(frame) => {
-                self.conn.encode_close(Some(&frame), write_buf);
+                self.conn.encode_close(Some(&frame), write_buf.buf());
                 0
             }
         }
     }
 
-    fn drain_queue(&mut self, write_buf: &mut BytesMut) -> usize {
+    fn drain_queue(&mut self, write_buf: &mut WriteQueue) -> usize {
         let mut accounted = 0;
         while write_buf.len() < KEEP_BUFFER {
             match self.rx.try_recv() {
@@ -200,21 +208,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     /// Writes `write_buf` out. A peer that stops reading would block this forever, so the write also
     /// ends when the peer is aborted (slow consumer, terminate, shutdown) or makes no progress for the
     /// keep-alive timeout.
-    async fn flush(&mut self, write_buf: &mut BytesMut, accounted: &mut usize) -> Result<(), WriteFailed> {
+    async fn flush(&mut self, write_buf: &mut WriteQueue, accounted: &mut usize) -> Result<(), WriteFailed> {
         if write_buf.is_empty() {
             return Ok(());
         }
         let stall = self.config.keepalive_timeout.unwrap_or(Duration::from_secs(24 * 3600));
         tokio::select! {
             biased;
-            written = self.io.write_all(write_buf) => written.map_err(WriteFailed::Io)?,
+            written = write_buf.write_to(&mut self.io) => written.map_err(WriteFailed::Io)?,
             () = self.peer.shared.abort_signal.notified() => return Err(WriteFailed::Aborted),
             () = tokio::time::sleep(stall) => return Err(WriteFailed::Stalled(stall)),
-        }
-        self.io.flush().await.map_err(WriteFailed::Io)?;
-        write_buf.clear();
-        if write_buf.capacity() > KEEP_BUFFER {
-            *write_buf = BytesMut::new();
         }
         self.peer.shared.buffered.fetch_sub(std::mem::take(accounted), Ordering::AcqRel);
         Ok(())
@@ -224,7 +227,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     async fn peer_closed(
         &mut self,
         frame: Option<CloseFrame>,
-        write_buf: &mut BytesMut,
+        write_buf: &mut WriteQueue,
         accounted: &mut usize,
     ) -> CloseEvent {
         self.peer.set_ready_state(ReadyState::Closing);
@@ -233,7 +236,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         *accounted += self.drain_queue(write_buf);
         if self.conn.close_state() == CloseState::CloseReceived {
             // Echo the frame (RFC 6455 section 5.5.1); an empty close is answered with an empty close.
-            self.conn.encode_close(frame.as_ref(), write_buf);
+            self.conn.encode_close(frame.as_ref(), write_buf.buf());
         }
         if let Err(failure) = self.flush(write_buf, accounted).await {
             return self.write_failed(failure, write_buf).await;
@@ -243,13 +246,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 
     /// The peer broke the protocol: send the close code it earned, tell the error hook, close.
-    async fn fail_protocol(&mut self, error: ProtocolError, write_buf: &mut BytesMut) -> CloseEvent {
+    async fn fail_protocol(&mut self, error: ProtocolError, write_buf: &mut WriteQueue) -> CloseEvent {
         tracing::debug!(peer = %self.peer.id(), %error, "protocol error");
         let code = error.close_code();
         let reason = error.to_string();
         // What the hooks queued before the bad frame still goes out, ahead of the close frame.
         self.drain_queue(write_buf);
-        self.conn.fail(&error, write_buf);
+        self.conn.fail(&error, write_buf.buf());
         self.write_best_effort(write_buf).await;
         self.report(Error::Protocol(error)).await;
         self.linger().await;
@@ -257,17 +260,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 
     /// A hook failed: close with 1011 and tell the error hook.
-    async fn fail_internal(&mut self, error: Error, write_buf: &mut BytesMut) -> CloseEvent {
+    async fn fail_internal(&mut self, error: Error, write_buf: &mut WriteQueue) -> CloseEvent {
         tracing::warn!(peer = %self.peer.id(), %error, "closing peer with 1011");
         self.report(error).await;
         self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "internal error"), write_buf).await
     }
 
     /// Sends `frame` ahead of anything queued and closes without waiting for the answer.
-    async fn close_now(&mut self, frame: CloseFrame, write_buf: &mut BytesMut) -> CloseEvent {
+    async fn close_now(&mut self, frame: CloseFrame, write_buf: &mut WriteQueue) -> CloseEvent {
         self.peer.set_ready_state(ReadyState::Closing);
         write_buf.clear();
-        self.conn.encode_close(Some(&frame), write_buf);
+        self.conn.encode_close(Some(&frame), write_buf.buf());
         self.conn.abort();
         self.write_best_effort(write_buf).await;
         self.linger().await;
@@ -276,7 +279,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
 
     /// Handles `abort_with`: terminate, or a close that jumps the queue. `mid_frame`: a write was cut
     /// off inside a frame, so no close frame can follow and the connection is just dropped.
-    async fn abort(&mut self, write_buf: &mut BytesMut, mid_frame: bool) -> CloseEvent {
+    async fn abort(&mut self, write_buf: &mut WriteQueue, mid_frame: bool) -> CloseEvent {
         let code = self.peer.shared.abort.load(Ordering::Acquire);
         if code == TERMINATE || code == 0 {
             self.conn.abort();
@@ -294,7 +297,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         self.close_now(CloseFrame::new(code, reason), write_buf).await
     }
 
-    async fn write_failed(&mut self, failure: WriteFailed, write_buf: &mut BytesMut) -> CloseEvent {
+    async fn write_failed(&mut self, failure: WriteFailed, write_buf: &mut WriteQueue) -> CloseEvent {
         match failure {
             WriteFailed::Io(error) => self.lost(error).await,
             WriteFailed::Aborted => self.abort(write_buf, true).await,
@@ -307,13 +310,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 
     /// Writes what is in `write_buf`, giving up after the close timeout (the peer may be stalled).
-    async fn write_best_effort(&mut self, write_buf: &mut BytesMut) {
+    async fn write_best_effort(&mut self, write_buf: &mut WriteQueue) {
         let timeout = self.config.close_timeout;
-        let _ = tokio::time::timeout(timeout, async {
-            self.io.write_all(write_buf).await?;
-            self.io.flush().await
-        })
-        .await;
+        let _ = tokio::time::timeout(timeout, async { write_buf.write_to(&mut self.io).await }).await;
         write_buf.clear();
     }
 

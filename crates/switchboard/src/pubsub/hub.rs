@@ -1,0 +1,72 @@
+//! `Hub`: publishing and inspecting topics from anywhere (a hook, a background task, an HTTP route).
+
+use std::sync::Arc;
+
+use super::history::Position;
+use crate::server::{AppShared, Peer};
+use crate::Message;
+
+/// A handle to a server's topics and peers. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) app: Arc<AppShared>,
+}
+
+/// Pub/sub counters since the server started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PubSubStats {
+    /// Topics with local subscribers or history.
+    pub topics: usize,
+    /// Publications handled (local and from other nodes).
+    pub published: u64,
+    /// Deliveries queued to subscribers.
+    pub delivered: u64,
+    /// Deliveries skipped for slow subscribers (policy `Drop`).
+    pub dropped: u64,
+    /// Slow subscribers closed with 1013 (policy `Close`).
+    pub slow_closed: u64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Hub {
+    /// Publishes to every subscriber of `topic`, here and on the other nodes. Returns the number of
+    /// local subscribers it was queued for.
+    pub fn publish(&self, topic: &str, message: impl Into<Message>) -> usize {
+        self.app.topics.publish(topic, &message.into(), None).0
+    }
+
+    /// Like `publish`, and returns the publication's history position (when history is on).
+    pub fn publish_with_position(&self, topic: &str, message: impl Into<Message>) -> (usize, Option<Position>) {
+        self.app.topics.publish(topic, &message.into(), None)
+    }
+
+    /// The local subscribers of `topic`.
+    pub fn subscribers(&self, topic: &str) -> Vec<Peer> {
+        self.app.topics.subscribers(topic)
+    }
+
+    /// Every topic with local subscribers (or history), and its local subscriber count.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.app.topics.list()
+    }
+
+    /// The latest history position of `topic` (when history is on).
+    pub fn position(&self, topic: &str) -> Option<Position> {
+        self.app.topics.position(topic)
+    }
+
+    /// Every open peer of the server.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.app.peers()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PubSubStats {
+        self.app.topics.stats()
+    }
+}

@@ -1,0 +1,21 @@
+//! Topics (pub/sub): subscriptions, encode-once fan-out, slow-consumer policy, history for recovery,
+//! and brokers that carry publications between nodes.
+//!
+//! Delivery guarantee: on one node every subscriber gets every publication that its queue has room
+//! for, in publication order. Across nodes (the Redis broker) delivery is at most once and ordered per
+//! publishing node: a publication that cannot be forwarded while Redis is down is counted and logged,
+//! not retried. History (`subscribe_since`) is how a client recovers what it missed.
+
+mod broker;
+mod history;
+mod hub;
+mod redis;
+mod topics;
+
+pub use broker::{Broker, Inbox, MemoryBroker};
+pub use history::{HistoryConfig, Position, Recovery};
+pub use hub::{Hub, PubSubStats};
+pub use redis::RedisBroker;
+pub use topics::PubSubConfig;
+
+pub(crate) use topics::Topics;
