@@ -177,7 +177,8 @@ async fn subscribe_since_replays_what_was_missed_or_says_it_cannot() {
     let addr = server.local_addr();
     let connect = |since: &Position| {
         let query = serde_json::to_string(since).expect("json");
-        let escaped = query.replace('"', "%22").replace('{', "%7B").replace('}', "%7D").replace(':', "%3A").replace(',', "%2C");
+        let escaped =
+            query.replace('"', "%22").replace('{', "%7B").replace('}', "%7D").replace(':', "%3A").replace(',', "%2C");
         async move { TestClient::connect(addr, &format!("/ws?since={escaped}")).await }
     };
     // Missed n7 and n8: both are replayed, then live publications follow.

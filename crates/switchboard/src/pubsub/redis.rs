@@ -150,8 +150,21 @@ async fn publisher(client: redis::Client, mut queue: mpsc::UnboundedReceiver<(St
             }
         }
         let Some(manager) = connection.as_mut() else { continue };
-        let sent: redis::RedisResult<i64> =
-            redis::cmd("PUBLISH").arg(&channel).arg(payload.as_ref()).query_async(manager).await;
+        // A connection that died while idle is only noticed on use: retry (the manager reconnects), so
+        // the first publication after Redis comes back is not lost.
+        let mut attempt = 0;
+        let sent: redis::RedisResult<i64> = loop {
+            let sent = redis::cmd("PUBLISH").arg(&channel).arg(payload.as_ref()).query_async(manager).await;
+            match &sent {
+                Err(error)
+                    if attempt < 2 && (error.is_io_error() || error.is_connection_dropped() || error.is_timeout()) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(MIN_BACKOFF).await;
+                }
+                _ => break sent,
+            }
+        };
         match sent {
             Ok(_) => {
                 stats.forwarded.fetch_add(1, Ordering::Relaxed);
