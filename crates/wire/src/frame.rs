@@ -119,6 +119,35 @@ impl FrameHeader {
     }
 }
 
+/// Encodes a frame from raw header fields: `first_byte` is FIN, RSV and the opcode bits exactly as
+/// they go on the wire, so reserved opcodes and bits can be produced. With `mask`, the payload is
+/// masked as a client sends it. Meant for conformance tests and fuzzing seeds.
+pub fn encode_raw_frame(first_byte: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+    out.push(first_byte);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let start = out.len() + mask.map_or(0, |_| 4);
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
+    }
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        crate::apply_mask(&mut out[start..], key, 0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,7 @@ mod utf8;
 pub use close::{truncate_reason, CloseCode, CloseFrame, ClosePayloadError};
 pub use connection::{encode_frame, server_frame, CloseState, Config, Connection, Event, MessageKind, Role};
 pub use error::ProtocolError;
-pub use frame::{FrameHeader, HeaderError, MAX_HEADER_LEN, RSV1};
+pub use frame::{encode_raw_frame, FrameHeader, HeaderError, MAX_HEADER_LEN, RSV1};
 pub use mask::apply_mask;
 pub use opcode::OpCode;
 pub use utf8::{Utf8Error, Utf8Validator};

@@ -3,30 +3,14 @@
 use bytes::BytesMut;
 use switchboard_wire::deflate::{Compressor, DeflateParams};
 use switchboard_wire::{
-    apply_mask, CloseCode, CloseFrame, CloseState, Config, Connection, Event, MessageKind, ProtocolError, Role,
+    encode_raw_frame, CloseCode, CloseFrame, CloseState, Config, Connection, Event, MessageKind, ProtocolError, Role,
 };
 
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
 /// A client frame: masked, with the raw first byte given (FIN, RSV, opcode).
 fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&KEY);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], KEY, 0);
-    out
+    encode_raw_frame(first, Some(KEY), payload)
 }
 
 fn server() -> Connection {

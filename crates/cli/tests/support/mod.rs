@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use switchboard_wire::{apply_mask, FrameHeader};
+use switchboard_wire::{encode_raw_frame, FrameHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -157,23 +157,7 @@ impl RawClient {
 
     /// Encodes one masked frame with the raw first-byte fields.
     pub fn encode(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        apply_mask(&mut out[start..], MASK, 0);
-        out
+        encode_raw_frame((u8::from(fin) << 7) | (rsv << 4) | opcode, Some(MASK), payload)
     }
 
     /// Sends one frame.
