@@ -1,0 +1,193 @@
+//! The load generator: many connections, pre-masked frames, a fixed number of messages in flight per
+//! connection, warm-up then measurement, throughput and latency percentiles.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// One load run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoadConfig {
+    /// The echo server.
+    pub addr: SocketAddr,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection.
+    pub inflight: usize,
+    /// Warm-up before measuring.
+    pub warmup: Duration,
+    /// Measurement window.
+    pub duration: Duration,
+    /// Raw TCP: no handshake, the echo is the masked frame itself.
+    pub raw: bool,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoadResult {
+    /// Echoes per second during the measurement window.
+    pub messages_per_second: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// CPU the generator used, in cores (1.0 = one core busy): near 1.0 means it, not the server, limited.
+    pub generator_cores: f64,
+}
+
+const KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+fn masked_frame(size: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    switchboard_wire::encode_raw_frame(0x82, Some(KEY), &payload)
+}
+
+fn reply_len(size: usize, raw: bool) -> usize {
+    if raw {
+        masked_frame(size).len()
+    } else {
+        let header = match size {
+            0..=125 => 2,
+            126..=65535 => 4,
+            _ => 10,
+        };
+        header + size
+    }
+}
+
+/// Spreads connections over 127.0.0.1-127.0.0.250 so the ephemeral port range never runs out.
+async fn connect(addr: SocketAddr, index: usize) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (index % 250) as u8);
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other(String::from_utf8_lossy(&head).into_owned()));
+    }
+    Ok(())
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Runs the load and returns the measurements.
+pub async fn run(config: LoadConfig) -> Result<LoadResult, Box<dyn std::error::Error>> {
+    let mut streams = Vec::with_capacity(config.connections);
+    for index in 0..config.connections {
+        let mut stream = connect(config.addr, index).await?;
+        if !config.raw {
+            handshake(&mut stream).await?;
+        }
+        streams.push(stream);
+    }
+    let frame = Arc::new(masked_frame(config.size));
+    let reply = reply_len(config.size, config.raw);
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let measure_until = measure_from + config.duration;
+    let counted = Arc::new(AtomicU64::new(0));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let mut tasks = Vec::new();
+    for stream in streams {
+        let frame = frame.clone();
+        let counted = counted.clone();
+        let histogram = histogram.clone();
+        let inflight = config.inflight;
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok()?;
+            let (mut reader, mut writer) = stream.into_split();
+            let mut sent: VecDeque<Instant> = VecDeque::with_capacity(inflight);
+            let mut batch = Vec::with_capacity(frame.len() * inflight);
+            for _ in 0..inflight {
+                batch.extend_from_slice(&frame);
+                sent.push_back(Instant::now());
+            }
+            writer.write_all(&batch).await.ok()?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pending = 0usize;
+            let mut count = 0u64;
+            loop {
+                let n = reader.read(&mut buf).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                pending += n;
+                let now = Instant::now();
+                let mut done = 0;
+                while pending >= reply {
+                    pending -= reply;
+                    done += 1;
+                    if let Some(at) = sent.pop_front() {
+                        if now >= measure_from && now < measure_until {
+                            let _ = local.record(now.duration_since(at).as_micros().max(1) as u64);
+                            count += 1;
+                        }
+                    }
+                }
+                if now >= measure_until {
+                    break;
+                }
+                if done > 0 {
+                    batch.clear();
+                    for _ in 0..done {
+                        batch.extend_from_slice(&frame);
+                        sent.push_back(now);
+                    }
+                    writer.write_all(&batch).await.ok()?;
+                }
+            }
+            counted.fetch_add(count, Ordering::Relaxed);
+            if let Ok(mut merged) = histogram.lock() {
+                let _ = merged.add(&local);
+            }
+            Some(())
+        }));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_before = cpu_seconds();
+    tokio::time::sleep_until(measure_until.into()).await;
+    let cpu_after = cpu_seconds();
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let histogram = histogram.lock().map_err(|_| "histogram lock")?;
+    Ok(LoadResult {
+        messages_per_second: counted.load(Ordering::Relaxed) as f64 / config.duration.as_secs_f64(),
+        p50_us: histogram.value_at_quantile(0.5),
+        p99_us: histogram.value_at_quantile(0.99),
+        p999_us: histogram.value_at_quantile(0.999),
+        generator_cores: (cpu_after - cpu_before) / config.duration.as_secs_f64(),
+    })
+}

@@ -1,0 +1,95 @@
+//! `switchboard-bench`: side-by-side WebSocket benchmarks. Never part of the test suite.
+//!
+//! - `switchboard-bench all [--quick]`: every scenario against every implementation, interleaved
+//!   rounds, writes BENCHMARKS.md and bench/echo.svg.
+//! - `switchboard-bench server <impl> [--port P]`: one echo server (the harness starts these).
+//! - `switchboard-bench load --port P ...`: one load run, JSON on stdout.
+
+mod load;
+mod orchestrate;
+mod report;
+mod servers;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchboard-bench", about = "Side-by-side WebSocket benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every scenario against every implementation and writes BENCHMARKS.md.
+    All {
+        /// A smaller matrix that finishes in a few minutes.
+        #[arg(long)]
+        quick: bool,
+        /// Rounds per scenario (servers alternate A B A B within each).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Only these implementations (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Runs one echo server until killed.
+    Server {
+        /// The implementation (see `all`).
+        name: String,
+        /// Port (0 picks one; the port is printed as `READY <port>`).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Runs one load and prints the result as JSON.
+    Load {
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Connections.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 20)]
+        size: usize,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        inflight: usize,
+        /// Warm-up in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        warmup_ms: u64,
+        /// Measurement in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        duration_ms: u64,
+        /// Raw TCP (no handshake).
+        #[arg(long)]
+        raw: bool,
+    },
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    // Each role runs on one core (the harness pins it with taskset): a single-threaded runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match cli.command {
+        Command::All { quick, rounds, only } => orchestrate::all(quick, rounds, &only),
+        Command::Server { name, port } => runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port)))),
+        Command::Load { port, connections, size, inflight, warmup_ms, duration_ms, raw } => {
+            let config = load::LoadConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                connections,
+                size,
+                inflight,
+                warmup: Duration::from_millis(warmup_ms),
+                duration: Duration::from_millis(duration_ms),
+                raw,
+            };
+            let result = runtime.block_on(load::run(config))?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+    }
+}

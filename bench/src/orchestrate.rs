@@ -1,0 +1,131 @@
+//! Runs the matrix: each scenario, each round, each implementation in turn (A B A B), the server
+//! pinned to core 0 and the load generator to core 1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::load::LoadResult;
+use crate::report::{self, Measurement, Scenario};
+use crate::servers::IMPLEMENTATIONS;
+
+/// A server process, killed on drop.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pinned(core: &str, program: &str) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", core, program]);
+    command
+}
+
+fn start_server(name: &str) -> Result<ServerProcess, Box<dyn std::error::Error>> {
+    let me = std::env::current_exe()?;
+    let mut command = if name == "node-ws" {
+        let mut command = pinned("0", "node");
+        command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/node_echo.mjs"));
+        command.env("NODE_PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/node_modules"));
+        command
+    } else {
+        let mut command = pinned("0", &me.to_string_lossy());
+        command.args(["server", name]);
+        command
+    };
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).ok_or_else(|| format!("{name} did not start: {line:?}"))?;
+    Ok(ServerProcess { child, port })
+}
+
+/// Server CPU seconds (user + system) and peak RSS in KiB, from /proc.
+fn server_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks / 100.0, hwm)
+}
+
+fn run_load(server: &ServerProcess, scenario: &Scenario, raw: bool, warmup_ms: u64, duration_ms: u64) -> Result<LoadResult, Box<dyn std::error::Error>> {
+    let me = std::env::current_exe()?;
+    let mut command = pinned("1", &me.to_string_lossy());
+    command.args(["load", "--port", &server.port.to_string()]);
+    command.args(["--connections", &scenario.connections.to_string(), "--size", &scenario.size.to_string()]);
+    command.args(["--inflight", &scenario.inflight.to_string()]);
+    command.args(["--warmup-ms", &warmup_ms.to_string(), "--duration-ms", &duration_ms.to_string()]);
+    if raw {
+        command.arg("--raw");
+    }
+    let output = command.stderr(Stdio::inherit()).output()?;
+    if !output.status.success() {
+        return Err(format!("load failed: {}", String::from_utf8_lossy(&output.stdout)).into());
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// Runs the whole matrix and writes the report.
+pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let (connections, sizes, inflights, default_rounds, warmup_ms, duration_ms): (&[usize], &[usize], &[usize], usize, u64, u64) =
+        if quick { (&[1, 100], &[20, 1024], &[1, 16], 2, 300, 1000) } else { (&[1, 100, 1000], &[20, 1024, 16384], &[1, 16], 3, 500, 2000) };
+    let rounds = rounds.unwrap_or(default_rounds);
+    let mut implementations: Vec<String> = IMPLEMENTATIONS.iter().map(|s| s.to_string()).collect();
+    implementations.push("node-ws".to_owned());
+    if !only.is_empty() {
+        implementations.retain(|i| only.contains(i));
+    }
+    let mut measurements = Vec::new();
+    for &connections in connections {
+        for &size in sizes {
+            for &inflight in inflights {
+                let scenario = Scenario { connections, size, inflight };
+                for round in 0..rounds {
+                    for name in &implementations {
+                        let server = start_server(name)?;
+                        std::thread::sleep(Duration::from_millis(100));
+                        let pid = server.child.id();
+                        let (cpu_before, _) = server_usage(pid);
+                        let result = run_load(&server, &scenario, name == "raw-tcp", warmup_ms, duration_ms);
+                        let (cpu_after, peak_rss_kib) = server_usage(pid);
+                        match result {
+                            Ok(result) => {
+                                eprintln!(
+                                    "{scenario} round {round} {name:>24}: {:>10.0} msg/s p99 {:>6} us{}",
+                                    result.messages_per_second,
+                                    result.p99_us,
+                                    if result.generator_cores > 0.9 { "  (generator-bound)" } else { "" }
+                                );
+                                measurements.push(Measurement {
+                                    scenario: scenario.clone(),
+                                    implementation: name.clone(),
+                                    result,
+                                    server_cpu: cpu_after - cpu_before,
+                                    peak_rss_kib,
+                                });
+                            }
+                            Err(error) => eprintln!("{scenario} round {round} {name}: {error}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    report::write(&measurements, &implementations, rounds, quick)
+}
