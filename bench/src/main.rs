@@ -76,7 +76,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cli.command {
         Command::All { quick, rounds, only } => orchestrate::all(quick, rounds, &only),
-        Command::Server { name, port } => runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port)))),
+        Command::Server { name, port } => {
+            runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port))))
+        }
         Command::Load { port, connections, size, inflight, warmup_ms, duration_ms, raw } => {
             let config = load::LoadConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),

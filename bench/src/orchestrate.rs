@@ -44,7 +44,11 @@ fn start_server(name: &str) -> Result<ServerProcess, Box<dyn std::error::Error>>
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).ok_or_else(|| format!("{name} did not start: {line:?}"))?;
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("{name} did not start: {line:?}"))?;
     Ok(ServerProcess { child, port })
 }
 
@@ -64,7 +68,13 @@ fn server_usage(pid: u32) -> (f64, u64) {
     (ticks / 100.0, hwm)
 }
 
-fn run_load(server: &ServerProcess, scenario: &Scenario, raw: bool, warmup_ms: u64, duration_ms: u64) -> Result<LoadResult, Box<dyn std::error::Error>> {
+fn run_load(
+    server: &ServerProcess,
+    scenario: &Scenario,
+    raw: bool,
+    warmup_ms: u64,
+    duration_ms: u64,
+) -> Result<LoadResult, Box<dyn std::error::Error>> {
     let me = std::env::current_exe()?;
     let mut command = pinned("1", &me.to_string_lossy());
     command.args(["load", "--port", &server.port.to_string()]);
@@ -83,8 +93,18 @@ fn run_load(server: &ServerProcess, scenario: &Scenario, raw: bool, warmup_ms: u
 
 /// Runs the whole matrix and writes the report.
 pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let (connections, sizes, inflights, default_rounds, warmup_ms, duration_ms): (&[usize], &[usize], &[usize], usize, u64, u64) =
-        if quick { (&[1, 100], &[20, 1024], &[1, 16], 2, 300, 1000) } else { (&[1, 100, 1000], &[20, 1024, 16384], &[1, 16], 3, 500, 2000) };
+    let (connections, sizes, inflights, default_rounds, warmup_ms, duration_ms): (
+        &[usize],
+        &[usize],
+        &[usize],
+        usize,
+        u64,
+        u64,
+    ) = if quick {
+        (&[1, 100], &[20, 1024], &[1, 16], 2, 300, 1000)
+    } else {
+        (&[1, 100, 1000], &[20, 1024, 16384], &[1, 16], 3, 500, 2000)
+    };
     let rounds = rounds.unwrap_or(default_rounds);
     let mut implementations: Vec<String> = IMPLEMENTATIONS.iter().map(|s| s.to_string()).collect();
     implementations.push("node-ws".to_owned());

@@ -87,14 +87,13 @@ async fn fastwebsockets_echo(stream: TcpStream) -> Result2 {
             let Ok(ws) = upgrade.await else { return };
             let mut ws = FragmentCollector::new(ws);
             while let Ok(frame) = ws.read_frame().await {
-                match frame.opcode {
+                let echo = match frame.opcode {
                     OpCode::Close => break,
-                    OpCode::Text | OpCode::Binary => {
-                        if ws.write_frame(frame).await.is_err() {
-                            break;
-                        }
-                    }
-                    _ => {}
+                    OpCode::Text | OpCode::Binary => ws.write_frame(frame).await,
+                    _ => Ok(()),
+                };
+                if echo.is_err() {
+                    break;
                 }
             }
         });
