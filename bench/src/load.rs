@@ -102,6 +102,63 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// Opens `connections` idle WebSocket connections (or raw TCP ones), prints `HELD`, and keeps them
+/// open until the process is killed: the server's memory per idle connection is measured meanwhile.
+pub async fn hold(addr: SocketAddr, connections: usize, raw: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let mut streams = Vec::with_capacity(connections);
+    for index in 0..connections {
+        let mut stream = connect(addr, index).await?;
+        if !raw {
+            handshake(&mut stream).await?;
+        }
+        streams.push(stream);
+    }
+    println!("HELD");
+    std::future::pending::<()>().await;
+    drop(streams);
+    Ok(())
+}
+
+/// Sends exactly `echoes` messages per connection, one in flight, then closes: a fixed amount of work
+/// for instruction counting.
+pub async fn fixed(
+    addr: SocketAddr,
+    connections: usize,
+    echoes: usize,
+    size: usize,
+    raw: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let frame = masked_frame(size);
+    let reply = reply_len(size, raw);
+    let mut tasks = Vec::new();
+    for index in 0..connections {
+        let mut stream = connect(addr, index).await?;
+        if !raw {
+            handshake(&mut stream).await?;
+        }
+        let frame = frame.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            for _ in 0..echoes {
+                stream.write_all(&frame).await?;
+                let mut got = 0;
+                while got < reply {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                    }
+                    got += n;
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
 /// Runs the load and returns the measurements.
 pub async fn run(config: LoadConfig) -> Result<LoadResult, Box<dyn std::error::Error>> {
     let mut streams = Vec::with_capacity(config.connections);

@@ -44,6 +44,36 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Opens idle connections and holds them (prints HELD).
+    Hold {
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Connections.
+        #[arg(long, default_value_t = 10000)]
+        connections: usize,
+        /// Raw TCP (no handshake).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Sends a fixed number of echoes per connection (for instruction counts).
+    Fixed {
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Connections.
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Echoes per connection.
+        #[arg(long, default_value_t = 1000)]
+        echoes: usize,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 20)]
+        size: usize,
+        /// Raw TCP (no handshake).
+        #[arg(long)]
+        raw: bool,
+    },
     /// Runs one load and prints the result as JSON.
     Load {
         /// The server's port on 127.0.0.1.
@@ -78,6 +108,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Command::All { quick, rounds, only } => orchestrate::all(quick, rounds, &only),
         Command::Server { name, port } => {
             runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port))))
+        }
+        Command::Hold { port, connections, raw } => {
+            runtime.block_on(load::hold(SocketAddr::from(([127, 0, 0, 1], port)), connections, raw))
+        }
+        Command::Fixed { port, connections, echoes, size, raw } => {
+            runtime.block_on(load::fixed(SocketAddr::from(([127, 0, 0, 1], port)), connections, echoes, size, raw))
         }
         Command::Load { port, connections, size, inflight, warmup_ms, duration_ms, raw } => {
             let config = load::LoadConfig {

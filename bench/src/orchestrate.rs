@@ -91,6 +91,91 @@ fn run_load(
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Server memory per idle open connection, in KiB: RSS with `connections` idle connections open,
+/// minus RSS before, divided by the count.
+fn idle_memory(name: &str, connections: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    let server = start_server(name)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let me = std::env::current_exe()?;
+    let mut holder = pinned("1", &me.to_string_lossy());
+    holder.args(["hold", "--port", &server.port.to_string(), "--connections", &connections.to_string()]);
+    if name == "raw-tcp" {
+        holder.arg("--raw");
+    }
+    let mut holder = holder.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let stdout = holder.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(pid);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    if line.trim() != "HELD" {
+        return Err(format!("{name}: could not open {connections} connections").into());
+    }
+    Ok(after.saturating_sub(before) as f64 / connections as f64)
+}
+
+/// User-space instructions the server executes per 20-byte echo, from callgrind: two runs with a
+/// fixed amount of work (10 x 1000 and 10 x 3000 echoes); the difference over the 20 000 extra echoes
+/// cancels start-up, handshakes and shutdown. Deterministic for the same binary and inputs.
+fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Error>> {
+    let me = std::env::current_exe()?;
+    let mut totals = Vec::new();
+    for echoes in [1000usize, 3000] {
+        let out = std::env::temp_dir().join(format!("switchboard-bench-{name}-{echoes}.callgrind"));
+        let _ = std::fs::remove_file(&out);
+        let mut command = if name == "node-ws" {
+            return Err("not measured under callgrind (a JIT)".into());
+        } else {
+            let mut command = Command::new("valgrind");
+            command.args(["--tool=callgrind", &format!("--callgrind-out-file={}", out.display())]);
+            command.arg(&me).args(["server", name]);
+            command
+        };
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port: u16 =
+            line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).ok_or("server did not start")?;
+        let mut load = Command::new(&me);
+        load.args(["fixed", "--port", &port.to_string(), "--connections", "10", "--echoes", &echoes.to_string()]);
+        if name == "raw-tcp" {
+            load.arg("--raw");
+        }
+        let status = load.status()?;
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+        if !status.success() {
+            return Err(format!("{name}: the fixed load failed").into());
+        }
+        let profile = std::fs::read_to_string(&out)?;
+        let total: u64 = profile
+            .lines()
+            .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or("no totals in the callgrind output")?;
+        totals.push(total);
+        let _ = std::fs::remove_file(&out);
+    }
+    Ok((totals[1] as f64 - totals[0] as f64) / 20_000.0)
+}
+
 /// Runs the whole matrix and writes the report.
 pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let (connections, sizes, inflights, default_rounds, warmup_ms, duration_ms): (
@@ -147,5 +232,25 @@ pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Bo
             }
         }
     }
-    report::write(&measurements, &implementations, rounds, quick)
+    let idle_connections = if quick { 2000 } else { 10_000 };
+    let mut idle = Vec::new();
+    let mut instructions = Vec::new();
+    for name in &implementations {
+        match idle_memory(name, idle_connections) {
+            Ok(kib) => {
+                eprintln!("idle memory {name:>24}: {kib:.2} KiB per connection at {idle_connections}");
+                idle.push((name.clone(), kib));
+            }
+            Err(error) => eprintln!("idle memory {name}: {error}"),
+        }
+        match instructions_per_echo(name) {
+            Ok(count) => {
+                eprintln!("instructions {name:>24}: {count:.0} per 20 B echo");
+                instructions.push((name.clone(), count));
+            }
+            Err(error) => eprintln!("instructions {name}: {error}"),
+        }
+    }
+    let extra = report::Extra { idle_connections, idle_kib: idle, instructions };
+    report::write(&measurements, &implementations, rounds, quick, &extra)
 }

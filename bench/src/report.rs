@@ -100,12 +100,23 @@ fn machine() -> String {
     )
 }
 
+/// Scenarios with one figure per implementation.
+pub struct Extra {
+    /// Idle connections held for the memory figure.
+    pub idle_connections: usize,
+    /// KiB of server memory per idle connection.
+    pub idle_kib: Vec<(String, f64)>,
+    /// User-space instructions per 20 B echo (callgrind).
+    pub instructions: Vec<(String, f64)>,
+}
+
 /// Writes BENCHMARKS.md (next to the workspace root) and bench/echo.svg.
 pub fn write(
     measurements: &[Measurement],
     implementations: &[String],
     rounds: usize,
     quick: bool,
+    extra: &Extra,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let summary = summarize(measurements);
     let scenarios: Vec<Scenario> = {
@@ -163,6 +174,23 @@ pub fn write(
     writeln!(md, "Ratio: Switchboard's throughput divided by the peer's (above 1.00: Switchboard is faster).")?;
     writeln!(md)?;
     writeln!(md, "![Switchboard's echo throughput relative to each peer](bench/echo.svg)")?;
+    writeln!(md)?;
+    writeln!(md, "## Instructions per echo and memory per idle connection")?;
+    writeln!(md)?;
+    writeln!(
+        md,
+        "Instructions: user-space instructions the server executes per 20 B echo (`valgrind --tool=callgrind`; 10 x 3000 minus 10 x 1000 echoes, divided by 20 000). The same number every run for the same binary: the figure to gate regressions on. Memory: server RSS with {} idle open connections minus RSS before, per connection (the kernel's socket buffers are not in it).",
+        extra.idle_connections
+    )?;
+    writeln!(md)?;
+    writeln!(md, "| implementation | instructions per echo | KiB per idle connection |")?;
+    writeln!(md, "| --- | --- | --- |")?;
+    for name in implementations {
+        let instructions =
+            extra.instructions.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.0}"));
+        let idle = extra.idle_kib.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.2}"));
+        writeln!(md, "| {name} | {instructions} | {idle} |")?;
+    }
     writeln!(md)?;
     writeln!(md, "## Latency and server cost (median)")?;
     writeln!(md)?;

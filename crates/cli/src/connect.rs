@@ -89,13 +89,7 @@ pub async fn run(args: ConnectArgs) -> Result<u8, Box<dyn std::error::Error>> {
                 }
             },
             Some(message) = messages.next() => {
-                let mut out = stdout.lock();
-                let printed = if message.is_text() {
-                    writeln!(out, "{}", message.text().unwrap_or_default())
-                } else {
-                    writeln!(out, "[binary] {}", base64::engine::general_purpose::STANDARD.encode(message.bytes()))
-                };
-                if printed.and_then(|()| out.flush()).is_err() {
+                if print_message(&stdout, &message).is_err() {
                     // stdout is gone (a closed pipe): nobody reads any more.
                     let _ = session.close(1000, "").await;
                     return Ok(0);
@@ -113,9 +107,7 @@ pub async fn run(args: ConnectArgs) -> Result<u8, Box<dyn std::error::Error>> {
                 State::Closed(close) => {
                     // Print what arrived before the close.
                     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(10), messages.next()).await {
-                        if let Ok(text) = message.text() {
-                            println!("{text}");
-                        }
+                        let _ = print_message(&stdout, &message);
                     }
                     eprintln!("closed: {} {}", close.code, close.reason);
                     return Ok(if !ever_opened {
@@ -129,4 +121,15 @@ pub async fn run(args: ConnectArgs) -> Result<u8, Box<dyn std::error::Error>> {
             },
         }
     }
+}
+
+/// One line per message: text as it is, binary as `[binary] <base64>`.
+fn print_message(stdout: &std::io::Stdout, message: &Message) -> std::io::Result<()> {
+    let mut out = stdout.lock();
+    if message.is_text() {
+        writeln!(out, "{}", message.text().unwrap_or_default())?;
+    } else {
+        writeln!(out, "[binary] {}", base64::engine::general_purpose::STANDARD.encode(message.bytes()))?;
+    }
+    out.flush()
 }

@@ -22,7 +22,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() {
     let cli = Cli::parse();
     // `connect` prints its own state lines, so its log shows only warnings unless RUST_LOG says more.
     let default_level = if matches!(cli.command, Command::Connect(_)) { "warn" } else { "info" };
@@ -33,11 +33,16 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args).await.map(|()| 0),
         Command::Connect(args) => connect::run(args).await,
     };
-    match result {
-        Ok(code) => std::process::ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("switchboard: {error}");
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit here rather than return: a blocking read of stdin (`connect`) would otherwise keep the
+    // runtime, and so the process, alive after the session ended.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code))
 }

@@ -10,7 +10,10 @@ use futures_util::StreamExt;
 use support::ServeProcess;
 use switchboard::client::ReconnectPolicy;
 
-fn connect(args: &[&str], stdin: &[u8]) -> (String, String, i32) {
+/// Runs `switchboard connect` with `stdin` as its input; `None` keeps stdin open (nothing to send,
+/// and no end of input that would close the session before it connects).
+fn connect(args: &[&str], stdin: impl Into<Option<&'static [u8]>>) -> (String, String, i32) {
+    let stdin = stdin.into();
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("connect")
         .args(args)
@@ -19,8 +22,17 @@ fn connect(args: &[&str], stdin: &[u8]) -> (String, String, i32) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start switchboard connect");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    let mut input = child.stdin.take().expect("stdin");
+    let held = match stdin {
+        Some(bytes) => {
+            input.write_all(bytes).expect("write stdin");
+            drop(input);
+            None
+        }
+        None => Some(input),
+    };
     let output = child.wait_with_output().expect("wait");
+    drop(held);
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -32,10 +44,10 @@ fn connect(args: &[&str], stdin: &[u8]) -> (String, String, i32) {
 fn echo_hello_prints_hello_and_exits_0() {
     let server = ServeProcess::start(&[]);
     let url = format!("ws://{}/echo", server.addr);
-    let (stdout, stderr, code) = connect(&[&url], b"hello\n");
+    let (stdout, stderr, code) = connect(&[&url], &b"hello\n"[..]);
     assert_eq!((stdout.as_str(), code), ("hello\n", 0), "stderr: {stderr}");
     assert!(stderr.contains("open") && stderr.contains("closed: 1000"), "{stderr}");
-    let (stdout, _, code) = connect(&["--binary", &url], b"a\nbc\n");
+    let (stdout, _, code) = connect(&["--binary", &url], &b"a\nbc\n"[..]);
     assert_eq!((stdout.as_str(), code), ("[binary] YQ==\n[binary] YmM=\n", 0));
     let (stdout, _, code) = connect(&["--no-compression", &url], "κόσμε\nline two\n".as_bytes());
     assert_eq!((stdout.as_str(), code), ("κόσμε\nline two\n", 0));
@@ -48,13 +60,14 @@ fn error_closes_and_failed_connections_exit_non_zero() {
     // A line over the server's 16 MiB limit: the server closes with 1009.
     let mut big = vec![b'x'; (16 << 20) + 1];
     big.push(b'\n');
-    let (_, stderr, code) = connect(&["--no-compression", &url], &big);
+    let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+    let (_, stderr, code) = connect(&["--no-compression", &url], big);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("closed: 1009"), "{stderr}");
-    let (_, stderr, code) = connect(&["ws://127.0.0.1:1/"], b"");
+    let (_, stderr, code) = connect(&["ws://127.0.0.1:1/"], None);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
-    let (_, stderr, code) = connect(&["http://example.com"], b"");
+    let (_, stderr, code) = connect(&["http://example.com"], None);
     assert_eq!(code, 1);
     assert!(stderr.contains("unsupported scheme"), "{stderr}");
 }

@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use switchboard_wire::{CloseCode, CloseFrame, CloseState, Connection, Event, MessageKind, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use super::app::AppShared;
 use super::config::WsConfig;
@@ -79,16 +79,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         let mut next_ping = config.ping_interval.map(|every| start + every);
         let mut close_deadline: Option<Instant> = None;
         let mut accounted = 0usize;
+        // The keep-alive and idle deadlines move with every frame; re-arming a timer per frame would
+        // cost more than the echo itself. They are checked when the timer fires and re-armed then.
+        let mut keepalive_at = config.keepalive_timeout.map(|t| start + t);
+        let mut idle_at = config.idle_timeout.map(|t| start + t);
+        let timer = tokio::time::sleep_until(start + Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let deadline = [
-                next_ping,
-                config.keepalive_timeout.map(|t| last_frame + t),
-                config.idle_timeout.map(|t| last_message + t),
-                close_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let deadline = [next_ping, keepalive_at, idle_at, close_deadline].into_iter().flatten().min();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(at);
+                }
+                armed = deadline;
+            }
             if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
                 self.read_buf.reserve(READ_CHUNK);
             }
@@ -143,18 +148,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                         self.read_buf = BytesMut::new();
                     }
                 }
-                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     let now = Instant::now();
                     if close_deadline.is_some_and(|d| now >= d) {
                         return CloseEvent { code: 1006, reason: "close handshake timed out".into(), was_clean: false };
                     }
-                    if let Some(timeout) = config.keepalive_timeout.filter(|t| now >= last_frame + *t) {
-                        self.report(Error::KeepaliveTimeout(timeout)).await;
-                        return self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "keep-alive timeout"), write_buf).await;
+                    if let Some(timeout) = config.keepalive_timeout {
+                        if now >= last_frame + timeout {
+                            self.report(Error::KeepaliveTimeout(timeout)).await;
+                            return self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "keep-alive timeout"), write_buf).await;
+                        }
+                        keepalive_at = Some(last_frame + timeout);
                     }
-                    if config.idle_timeout.is_some_and(|t| now >= last_message + t) && close_deadline.is_none() {
-                        let _ = self.peer.close(CloseCode::NORMAL.0, "idle timeout");
-                        last_message = now + config.close_timeout;
+                    if let Some(timeout) = config.idle_timeout {
+                        if now >= last_message + timeout && close_deadline.is_none() {
+                            let _ = self.peer.close(CloseCode::NORMAL.0, "idle timeout");
+                            last_message = now + config.close_timeout;
+                        }
+                        idle_at = Some(last_message + timeout);
                     }
                     if let Some(at) = next_ping.filter(|at| now >= *at) {
                         self.conn.encode_ping(b"", write_buf.buf());

@@ -58,6 +58,18 @@ impl WriteQueue {
 
     /// Writes everything out. Cancel-safe: what was written is dropped from the queue as it goes.
     pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
+        if self.chunks.is_empty() {
+            // The common case: only copied frames. One plain write, no segment bookkeeping.
+            while !self.tail.is_empty() {
+                let written = io.write(&self.tail).await?;
+                if written == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.tail.advance(written);
+            }
+            self.tail.clear();
+            return io.flush().await;
+        }
         self.seal_tail();
         while !self.chunks.is_empty() {
             let written = {
