@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::routing::MethodRouter;
 
-use crate::server::{AppShared, Endpoint, Erased};
+use crate::server::{erase, AppShared, Endpoint};
 use crate::{Hooks, WsConfig};
 
 /// An axum route handler that serves `hooks` (default limits).
@@ -28,7 +28,7 @@ pub fn ws(hooks: impl Hooks) -> MethodRouter {
 /// An axum route handler that serves `hooks` with the given limits.
 pub fn ws_with_config(hooks: impl Hooks, config: WsConfig) -> MethodRouter {
     Endpoint {
-        hooks: Arc::new(Erased(Arc::new(hooks))),
+        hooks: erase(hooks),
         config: Arc::new(config),
         peers: Arc::default(),
         app: Arc::new(AppShared::default()),

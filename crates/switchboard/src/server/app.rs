@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 use super::config::WsConfig;
 use super::endpoint::Endpoint;
-use super::hooks::{Erased, Hooks};
+use super::hooks::{erase, Hooks};
 use super::peer::{Peer, PeerSet};
 use super::tls::TlsConfig;
 use crate::pubsub::{Broker, Hub, Inbox, PubSubConfig, Topics};
@@ -128,7 +128,7 @@ impl Switchboard {
 
     fn route_ws(mut self, path: &str, hooks: impl Hooks, config: WsConfig, fallback: Option<MethodRouter>) -> Self {
         let endpoint = Endpoint {
-            hooks: Arc::new(Erased(Arc::new(hooks))),
+            hooks: erase(hooks),
             config: Arc::new(config),
             peers: Arc::default(),
             app: self.shared.clone(),

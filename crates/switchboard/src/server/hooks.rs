@@ -241,6 +241,56 @@ pub(crate) trait DynHooks: Send + Sync + 'static {
 /// Wraps a `Hooks` implementation as `DynHooks`.
 pub(crate) struct Erased<H>(pub(crate) Arc<H>);
 
+/// The object-safe form of any `Hooks`. A `HookSet` already holds boxed closures and is used as it is,
+/// which saves a second boxed future on every hook call.
+pub(crate) fn erase<H: Hooks>(hooks: H) -> Arc<dyn DynHooks> {
+    let any: Box<dyn std::any::Any> = Box::new(hooks);
+    match any.downcast::<HookSet>() {
+        Ok(set) => Arc::new(*set),
+        Err(other) => match other.downcast::<H>() {
+            Ok(hooks) => Arc::new(Erased(Arc::new(*hooks))),
+            Err(_) => unreachable!("a Box<dyn Any> made from H downcasts to H"),
+        },
+    }
+}
+
+impl DynHooks for HookSet {
+    fn upgrade(&self, request: UpgradeRequest) -> BoxFuture<Result<Accept, Response>> {
+        match &self.upgrade {
+            Some(hook) => hook(request),
+            None => Box::pin(std::future::ready(Ok(Accept::new()))),
+        }
+    }
+
+    fn open(&self, peer: Peer) -> BoxFuture<HookResult> {
+        match &self.open {
+            Some(hook) => hook(peer),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn message(&self, peer: Peer, message: Message) -> BoxFuture<HookResult> {
+        match &self.message {
+            Some(hook) => hook(peer, message),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn close(&self, peer: Peer, close: CloseEvent) -> BoxFuture<HookResult> {
+        match &self.close {
+            Some(hook) => hook(peer, close),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn error(&self, peer: Peer, error: Error) -> BoxFuture<()> {
+        match &self.error {
+            Some(hook) => hook(peer, error),
+            None => Box::pin(std::future::ready(())),
+        }
+    }
+}
+
 impl<H: Hooks> DynHooks for Erased<H> {
     fn upgrade(&self, request: UpgradeRequest) -> BoxFuture<Result<Accept, Response>> {
         let hooks = self.0.clone();

@@ -20,4 +20,4 @@ pub use upgrade::{reject, Accept, IntoUpgradeResult, UpgradeRequest};
 
 pub(crate) use app::AppShared;
 pub(crate) use endpoint::Endpoint;
-pub(crate) use hooks::Erased;
+pub(crate) use hooks::erase;

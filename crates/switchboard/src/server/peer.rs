@@ -106,6 +106,8 @@ pub(crate) enum Outgoing {
     },
     Ping(bytes::Bytes),
     Close(CloseFrame),
+    /// Wakes the connection task so it sees an abort.
+    Wake,
 }
 
 /// A set of peers (one route's, or the peers of a whole server).
@@ -324,7 +326,11 @@ impl Peer {
     /// Closes with `code` ahead of anything queued (slow consumers, shutdown).
     pub(crate) fn abort_with(&self, code: u16) {
         if self.shared.abort.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            // Wake a blocked write (it waits on the signal), leave a permit for one that has not started
+            // waiting yet, and wake the task's main loop through its queue.
+            self.shared.abort_signal.notify_waiters();
             self.shared.abort_signal.notify_one();
+            let _ = self.shared.tx.send(Outgoing::Wake);
         }
     }
 

@@ -87,6 +87,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         loop {
+            // An abort (slow consumer, terminate, shutdown) jumps the queue. `abort_with` also queues a
+            // wake-up item, so an idle task gets here; checking a flag costs less than a Notify per turn.
+            if self.peer.shared.abort.load(Ordering::Acquire) != 0 {
+                return self.abort(write_buf, false).await;
+            }
             let deadline = [next_ping, keepalive_at, idle_at, close_deadline].into_iter().flatten().min();
             if deadline != armed {
                 if let Some(at) = deadline {
@@ -99,9 +104,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             }
             tokio::select! {
                 biased;
-                () = self.peer.shared.abort_signal.notified() => {
-                    return self.abort(write_buf, false).await;
-                }
                 item = self.rx.recv() => {
                     let Some(item) = item else { return self.abort(write_buf, false).await };
                     accounted += self.encode(item, write_buf);
@@ -195,6 +197,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 }
                 accounted
             }
+            Outgoing::Wake => 0,
             Outgoing::Ping(payload) => {
                 self.conn.encode_ping(&payload, write_buf.buf());
                 0
@@ -224,12 +227,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         if write_buf.is_empty() {
             return Ok(());
         }
-        let stall = self.config.keepalive_timeout.unwrap_or(Duration::from_secs(24 * 3600));
-        tokio::select! {
-            biased;
-            written = write_buf.write_to(&mut self.io) => written.map_err(WriteFailed::Io)?,
-            () = self.peer.shared.abort_signal.notified() => return Err(WriteFailed::Aborted),
-            () = tokio::time::sleep(stall) => return Err(WriteFailed::Stalled(stall)),
+        if self.peer.shared.abort.load(Ordering::Acquire) != 0 {
+            return Err(WriteFailed::Aborted);
+        }
+        let write = write_buf.write_to(&mut self.io);
+        tokio::pin!(write);
+        // Most writes complete at once; only a blocked one needs the abort signal and a stall timer.
+        match futures_util::FutureExt::now_or_never(write.as_mut()) {
+            Some(written) => written.map_err(WriteFailed::Io)?,
+            None => {
+                let stall = self.config.keepalive_timeout.unwrap_or(Duration::from_secs(24 * 3600));
+                tokio::select! {
+                    biased;
+                    written = &mut write => written.map_err(WriteFailed::Io)?,
+                    () = self.peer.shared.abort_signal.notified() => return Err(WriteFailed::Aborted),
+                    () = tokio::time::sleep(stall) => return Err(WriteFailed::Stalled(stall)),
+                }
+            }
         }
         self.peer.shared.buffered.fetch_sub(std::mem::take(accounted), Ordering::AcqRel);
         Ok(())
