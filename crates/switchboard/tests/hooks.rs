@@ -337,3 +337,25 @@ async fn graceful_shutdown_sends_1001_and_waits_for_the_close_handshake() {
     assert!(started.elapsed() < Duration::from_secs(8));
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
+
+#[tokio::test]
+async fn frames_sent_right_behind_the_handshake_are_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = serve(Switchboard::new().ws("/ws", echo())).await;
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
+    // The handshake and a masked "hi" frame in one write.
+    let mut bytes = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    bytes.extend(switchboard::wire::encode_raw_frame(0x81, Some([1, 2, 3, 4]), b"hi"));
+    stream.write_all(&bytes).await.expect("write");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !received.ends_with(&[0x81, 0x02, b'h', b'i']) {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(n > 0, "closed before the echo: {:?}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..n]);
+    }
+}

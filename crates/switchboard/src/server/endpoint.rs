@@ -137,17 +137,21 @@ impl Endpoint {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     route_peers.insert(&peer);
-                    let task = PeerTask {
-                        io: TokioIo::new(upgraded),
-                        conn: Connection::new(Role::Server, wire_config, 0),
-                        peer: peer.clone(),
-                        rx,
-                        hooks,
-                        config,
-                        app,
-                        read_buf: BytesMut::new(),
-                    };
-                    task.run().await;
+                    let conn = Connection::new(Role::Server, wire_config, 0);
+                    // A plain TCP connection is taken back from hyper: reading and writing the socket
+                    // directly skips a boxed I/O layer on every call. TLS keeps hyper's wrapper.
+                    match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                        Ok(parts) => {
+                            let read_buf = BytesMut::from(&parts.read_buf[..]);
+                            let io = parts.io.into_inner();
+                            PeerTask { io, conn, peer: peer.clone(), rx, hooks, config, app, read_buf }.run().await;
+                        }
+                        Err(upgraded) => {
+                            let io = TokioIo::new(upgraded);
+                            let read_buf = BytesMut::new();
+                            PeerTask { io, conn, peer: peer.clone(), rx, hooks, config, app, read_buf }.run().await;
+                        }
+                    }
                     route_peers.remove(&peer.id());
                 }
                 Err(error) => {

@@ -86,6 +86,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         let timer = tokio::time::sleep_until(start + Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        // Frames the client sent right behind its handshake are already in the buffer.
+        let mut handshake_bytes = !self.read_buf.is_empty();
         loop {
             // An abort (slow consumer, terminate, shutdown) jumps the queue. `abort_with` also queues a
             // wake-up item, so an idle task gets here; checking a flag costs less than a Notify per turn.
@@ -116,7 +118,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                         close_deadline = Some(Instant::now() + config.close_timeout);
                     }
                 }
-                read = self.io.read_buf(&mut self.read_buf) => {
+                read = read_more(&mut self.io, &mut self.read_buf, handshake_bytes) => {
+                    handshake_bytes = false;
                     match read {
                         Ok(0) => return self.eof(),
                         Err(e) => return self.lost(e).await,
@@ -373,6 +376,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             tracing::error!(error = %Error::from_panic("error", panic), "the error hook panicked");
         }
     }
+}
+
+/// Reads more bytes, or reports those already buffered (`buffered`) without reading.
+async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, buffered: bool) -> std::io::Result<usize> {
+    if buffered {
+        return Ok(buf.len());
+    }
+    io.read_buf(buf).await
 }
 
 /// Runs a hook, turning a returned error or a panic into an `Error`.
