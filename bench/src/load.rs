@@ -48,12 +48,12 @@ pub struct LoadResult {
 
 const KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
-fn masked_frame(size: usize) -> Vec<u8> {
+pub(crate) fn masked_frame(size: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     switchboard_wire::encode_raw_frame(0x82, Some(KEY), &payload)
 }
 
-fn reply_len(size: usize, raw: bool) -> usize {
+pub(crate) fn reply_len(size: usize, raw: bool) -> usize {
     if raw {
         masked_frame(size).len()
     } else {
@@ -67,7 +67,7 @@ fn reply_len(size: usize, raw: bool) -> usize {
 }
 
 /// Spreads connections over 127.0.0.1-127.0.0.250 so the ephemeral port range never runs out.
-async fn connect(addr: SocketAddr, index: usize) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, index: usize) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     let source = Ipv4Addr::new(127, 0, 0, 1 + (index % 250) as u8);
     socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
@@ -77,9 +77,15 @@ async fn connect(addr: SocketAddr, index: usize) -> std::io::Result<TcpStream> {
 }
 
 async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        .await?;
+    handshake_path(stream, "/").await
+}
+
+/// Performs the opening handshake for `path` and waits for the 101.
+pub(crate) async fn handshake_path(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

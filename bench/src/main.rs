@@ -5,6 +5,7 @@
 //! - `switchboard-bench server <impl> [--port P]`: one echo server (the harness starts these).
 //! - `switchboard-bench load --port P ...`: one load run, JSON on stdout.
 
+mod fanout;
 mod load;
 mod orchestrate;
 mod report;
@@ -43,6 +44,26 @@ enum Command {
         /// Port (0 picks one; the port is printed as `READY <port>`).
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// Runs one fan-out server until killed.
+    FanoutServer {
+        /// The implementation.
+        name: String,
+    },
+    /// One fan-out run: prints deliveries per second.
+    Fanout {
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Subscribers.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Publications.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
     },
     /// Opens idle connections and holds them (prints HELD).
     Hold {
@@ -108,6 +129,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Command::All { quick, rounds, only } => orchestrate::all(quick, rounds, &only),
         Command::Server { name, port } => {
             runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port))))
+        }
+        Command::FanoutServer { name } => runtime.block_on(fanout::serve(&name, SocketAddr::from(([127, 0, 0, 1], 0)))),
+        Command::Fanout { port, subscribers, messages, size } => {
+            let rate = runtime.block_on(fanout::load(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                subscribers,
+                messages,
+                size,
+            ))?;
+            println!("{rate}");
+            Ok(())
         }
         Command::Hold { port, connections, raw } => {
             runtime.block_on(load::hold(SocketAddr::from(([127, 0, 0, 1], port)), connections, raw))

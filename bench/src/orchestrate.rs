@@ -30,7 +30,11 @@ fn pinned(core: &str, program: &str) -> Command {
 
 fn start_server(name: &str) -> Result<ServerProcess, Box<dyn std::error::Error>> {
     let me = std::env::current_exe()?;
-    let mut command = if name == "node-ws" {
+    let mut command = if crate::fanout::FANOUT_IMPLEMENTATIONS.contains(&name) {
+        let mut command = pinned("0", &me.to_string_lossy());
+        command.args(["fanout-server", name]);
+        command
+    } else if name == "node-ws" {
         let mut command = pinned("0", "node");
         command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/node_echo.mjs"));
         command.env("NODE_PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/node_modules"));
@@ -176,6 +180,50 @@ fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Error>> 
     Ok((totals[1] as f64 - totals[0] as f64) / 20_000.0)
 }
 
+/// One publisher, many subscribers: deliveries per second, median over the rounds.
+fn fan_out(subscriber_counts: &[usize], rounds: usize) -> Vec<(usize, String, f64)> {
+    let mut results = Vec::new();
+    for &subscribers in subscriber_counts {
+        let mut runs: Vec<(String, f64)> = Vec::new();
+        for round in 0..rounds {
+            for name in crate::fanout::FANOUT_IMPLEMENTATIONS {
+                let outcome = start_server(name).and_then(|server| {
+                    let me = std::env::current_exe()?;
+                    let mut load = pinned("1", &me.to_string_lossy());
+                    load.args([
+                        "fanout",
+                        "--port",
+                        &server.port.to_string(),
+                        "--subscribers",
+                        &subscribers.to_string(),
+                    ]);
+                    let output = load.stderr(Stdio::inherit()).output()?;
+                    let rate: f64 =
+                        String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| "no fan-out result")?;
+                    Ok(rate)
+                });
+                match outcome {
+                    Ok(rate) => {
+                        eprintln!(
+                            "fan-out {subscribers} subscribers round {round} {name:>24}: {rate:>12.0} deliveries/s"
+                        );
+                        runs.push(((*name).to_owned(), rate));
+                    }
+                    Err(error) => eprintln!("fan-out {subscribers} {name}: {error}"),
+                }
+            }
+        }
+        for name in crate::fanout::FANOUT_IMPLEMENTATIONS {
+            let mut rates: Vec<f64> = runs.iter().filter(|(n, _)| n == name).map(|(_, r)| *r).collect();
+            rates.sort_by(|a, b| a.total_cmp(b));
+            if let Some(median) = rates.get(rates.len() / 2) {
+                results.push((subscribers, (*name).to_owned(), *median));
+            }
+        }
+    }
+    results
+}
+
 /// Runs the whole matrix and writes the report.
 pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let (connections, sizes, inflights, default_rounds, warmup_ms, duration_ms): (
@@ -251,6 +299,7 @@ pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Bo
             Err(error) => eprintln!("instructions {name}: {error}"),
         }
     }
-    let extra = report::Extra { idle_connections, idle_kib: idle, instructions };
+    let fanout = fan_out(if quick { &[1000] } else { &[1000, 10_000] }, rounds);
+    let extra = report::Extra { idle_connections, idle_kib: idle, instructions, fanout };
     report::write(&measurements, &implementations, rounds, quick, &extra)
 }

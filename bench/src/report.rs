@@ -108,6 +108,8 @@ pub struct Extra {
     pub idle_kib: Vec<(String, f64)>,
     /// User-space instructions per 20 B echo (callgrind).
     pub instructions: Vec<(String, f64)>,
+    /// Fan-out: (subscribers, implementation, deliveries per second).
+    pub fanout: Vec<(usize, String, f64)>,
 }
 
 /// Writes BENCHMARKS.md (next to the workspace root) and bench/echo.svg.
@@ -190,6 +192,26 @@ pub fn write(
             extra.instructions.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.0}"));
         let idle = extra.idle_kib.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.2}"));
         writeln!(md, "| {name} | {instructions} | {idle} |")?;
+    }
+    writeln!(md)?;
+    writeln!(md, "## Fan-out: one publisher, many subscribers")?;
+    writeln!(md)?;
+    writeln!(md, "100 publications of 64 B to every subscriber of one topic; deliveries per second until the last subscriber has them all (median). `switchboard-topics` frames each publication once and queues the same bytes to every subscriber; `tokio-tungstenite-loop` is the usual per-peer send loop (each connection task frames and writes its own copy).")?;
+    writeln!(md)?;
+    writeln!(md, "| subscribers | switchboard-topics | tokio-tungstenite-loop | ratio |")?;
+    writeln!(md, "| --- | --- | --- | --- |")?;
+    let mut counts: Vec<usize> = extra.fanout.iter().map(|(n, _, _)| *n).collect();
+    counts.dedup();
+    for count in counts {
+        let rate = |name: &str| extra.fanout.iter().find(|(n, i, _)| *n == count && i == name).map(|(_, _, r)| *r);
+        let ours = rate("switchboard-topics");
+        let theirs = rate("tokio-tungstenite-loop");
+        let ratio = match (ours, theirs) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "-".to_owned(),
+        };
+        let show = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.0}"));
+        writeln!(md, "| {count} | {} | {} | {ratio} |", show(ours), show(theirs))?;
     }
     writeln!(md)?;
     writeln!(md, "## Latency and server cost (median)")?;
