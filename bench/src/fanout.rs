@@ -44,6 +44,8 @@ pub async fn serve(name: &str, addr: SocketAddr) -> Result<(), Box<dyn std::erro
                 let subscribers = subscribers.clone();
                 tokio::spawn(async move {
                     let mut path = String::new();
+                    // The callback's error type is tungstenite's HTTP response; its size is theirs.
+                    #[allow(clippy::result_large_err)]
                     let callback = |request: &tokio_tungstenite::tungstenite::handshake::server::Request, response| {
                         path = request.uri().path().to_owned();
                         Ok(response)

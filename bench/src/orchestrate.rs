@@ -216,9 +216,12 @@ fn fan_out(subscriber_counts: &[usize], rounds: usize) -> Vec<(usize, String, f6
         for name in crate::fanout::FANOUT_IMPLEMENTATIONS {
             let mut rates: Vec<f64> = runs.iter().filter(|(n, _)| n == name).map(|(_, r)| *r).collect();
             rates.sort_by(|a, b| a.total_cmp(b));
-            if let Some(median) = rates.get(rates.len() / 2) {
-                results.push((subscribers, (*name).to_owned(), *median));
-            }
+            let median = match rates.len() {
+                0 => continue,
+                n if n % 2 == 1 => rates[n / 2],
+                n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+            };
+            results.push((subscribers, (*name).to_owned(), median));
         }
     }
     results
