@@ -1,8 +1,10 @@
 //! `switchboard serve`: the server with the demo endpoints.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use axum::routing::get;
+use switchboard::pubsub::{HistoryConfig, PubSubConfig};
 use switchboard::wire::deflate::DeflateConfig;
 use switchboard::{Switchboard, TlsConfig, WsConfig};
 
@@ -29,18 +31,32 @@ pub struct ServeArgs {
     /// Connect to other nodes through Redis (e.g. redis://127.0.0.1:6379): /chat rooms span them.
     #[arg(long, value_name = "URL", env = "SWITCHBOARD_BROKER")]
     broker: Option<String>,
+    /// Publications each topic keeps for recovery (`/chat?since=EPOCH:OFFSET`); 0 keeps none. With
+    /// --broker the history lives in Redis and is shared by every node.
+    #[arg(long, value_name = "N", default_value_t = 100, env = "SWITCHBOARD_HISTORY")]
+    history: usize,
+    /// Seconds a publication stays in the history.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, env = "SWITCHBOARD_HISTORY_TTL")]
+    history_ttl: u64,
 }
 
-const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby)\n";
+const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n";
 
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Browsers always offer permessage-deflate; the demo endpoints accept it (the library default is off).
-    let config = WsConfig::default().compression(Some(DeflateConfig::default()));
+    // Without server context takeover a chat publication is compressed once for every member, and no
+    // connection keeps a compression window between messages.
+    let deflate = DeflateConfig { server_no_context_takeover: true, ..DeflateConfig::default() };
+    let config = WsConfig::default().compression(Some(deflate));
     let mut app = Switchboard::new();
     if let Some(url) = &args.broker {
         let broker = switchboard::pubsub::RedisBroker::new(url).map_err(|e| format!("--broker {url}: {e}"))?;
         app = app.broker(broker);
         tracing::info!(%url, "publications cross nodes through Redis");
+    }
+    if args.history > 0 {
+        let history = HistoryConfig { size: args.history, ttl: Duration::from_secs(args.history_ttl.max(1)) };
+        app = app.pubsub(PubSubConfig { history: Some(history), ..PubSubConfig::default() });
     }
     let app = app
         .config(config)

@@ -121,7 +121,8 @@ async fn a_thousand_subscribers_each_get_every_publication() {
 #[tokio::test]
 async fn a_stalled_subscriber_is_closed_without_slowing_the_others() {
     for policy in [SlowConsumerPolicy::Close, SlowConsumerPolicy::Drop] {
-        let config = PubSubConfig { max_subscriber_queue: 256 * 1024, slow_consumer: policy, history: None };
+        let config =
+            PubSubConfig { max_subscriber_queue: 256 * 1024, slow_consumer: policy, ..PubSubConfig::default() };
         let server = serve(config).await;
         let stalled = join(&server, "feed").await; // never reads again
         let mut healthy = join(&server, "feed").await;
@@ -164,7 +165,7 @@ async fn subscribe_since_replays_what_was_missed_or_says_it_cannot() {
     let hooks = define_hooks()
         .open(|peer: Peer| async move {
             let since: Position = serde_json::from_str(&peer.request().query_param("since").unwrap_or_default())?;
-            let recovery = peer.subscribe_since("news", &since);
+            let recovery = peer.subscribe_since("news", &since).await;
             peer.send_json(&serde_json::json!({"recovered": recovery.recovered, "replayed": recovery.replayed, "offset": recovery.position.offset}))?;
             Ok::<_, BoxError>(())
         });
@@ -172,7 +173,7 @@ async fn subscribe_since_replays_what_was_missed_or_says_it_cannot() {
     let hub = server.hub();
     let mut positions = Vec::new();
     for i in 1..=8 {
-        positions.push(hub.publish_with_position("news", format!("n{i}")).1.expect("history is on"));
+        positions.push(hub.publish_with_position("news", format!("n{i}")).await.expect("history is on"));
     }
     let addr = server.local_addr();
     let connect = |since: &Position| {
@@ -197,4 +198,129 @@ async fn subscribe_since_replays_what_was_missed_or_says_it_cannot() {
     let mut client = connect(&Position { epoch: "gone".into(), offset: 3 }).await;
     let summary: serde_json::Value = serde_json::from_str(&client.recv_text().await).expect("json");
     assert_eq!(summary["recovered"], false);
+}
+
+#[tokio::test]
+async fn the_json_envelope_gives_subscribers_the_position_of_every_publication_and_replay() {
+    let config = PubSubConfig {
+        history: Some(switchboard::pubsub::HistoryConfig { size: 10, ttl: Duration::from_secs(60) }),
+        format: switchboard::pubsub::PublicationFormat::JsonEnvelope,
+        ..PubSubConfig::default()
+    };
+    let hooks = define_hooks().open(|peer: Peer| async move {
+        match peer.request().query_param("since") {
+            Some(since) => {
+                peer.subscribe_since("prices", &since.parse()?).await;
+            }
+            None => {
+                peer.subscribe("prices");
+            }
+        }
+        peer.send_text("ready")?;
+        Ok::<_, BoxError>(())
+    });
+    let server = Switchboard::new().pubsub(config).ws("/ws", hooks).bind("127.0.0.1:0").await.expect("bind");
+    let hub = server.hub();
+    let mut live = TestClient::connect(server.local_addr(), "/ws").await;
+    assert_eq!(live.recv_text().await, "ready");
+    let first = hub.publish_with_position("prices", r#"{"eur":1.08}"#).await.expect("history is on");
+    hub.publish("prices", "plain text");
+    let received: serde_json::Value = serde_json::from_str(&live.recv_text().await).expect("json");
+    assert_eq!(received, serde_json::json!({"topic": "prices", "position": first, "data": {"eur": 1.08}}));
+    let received: serde_json::Value = serde_json::from_str(&live.recv_text().await).expect("json");
+    assert_eq!(received["data"], "plain text");
+    assert_eq!(received["position"]["offset"], first.offset + 1);
+    // A client that only saw the first one gets the second replayed, with the same envelope.
+    let mut back = TestClient::connect(server.local_addr(), &format!("/ws?since={first}")).await;
+    let replayed: serde_json::Value = serde_json::from_str(&back.recv_text().await).expect("json");
+    assert_eq!(replayed, received);
+    assert_eq!(back.recv_text().await, "ready");
+}
+
+/// Subscribes through a raw socket offering permessage-deflate with `deflate`, and returns the socket
+/// and the negotiated parameters once the hooks said "ready".
+async fn deflate_subscriber(
+    addr: std::net::SocketAddr,
+    deflate: switchboard::wire::deflate::DeflateConfig,
+) -> (tokio::net::TcpStream, switchboard::wire::Connection, bytes::BytesMut) {
+    use switchboard::wire::handshake::{self, ClientRequest};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = ClientRequest {
+        host: addr.to_string(),
+        path: "/ws?topic=big".into(),
+        protocols: vec![],
+        deflate: Some(deflate),
+        headers: vec![],
+    };
+    let key = handshake::generate_key(rand::random());
+    io.write_all(&request.encode(&key)).await.expect("request");
+    let mut buf = bytes::BytesMut::new();
+    let (response, used) = loop {
+        assert!(io.read_buf(&mut buf).await.expect("read") > 0, "closed during the handshake");
+        if let Some(done) = handshake::parse_response(&buf, &key, &request).expect("valid response") {
+            break done;
+        }
+    };
+    bytes::Buf::advance(&mut buf, used);
+    let config = switchboard::wire::Config { deflate: response.deflate, ..Default::default() };
+    let mut conn = switchboard::wire::Connection::new(switchboard::wire::Role::Client, config, 1);
+    loop {
+        if let Some(Event::Message(_, data)) = conn.receive(&mut buf).expect("valid frames") {
+            assert_eq!(&data[..], b"ready");
+            return (io, conn, buf);
+        }
+        assert!(io.read_buf(&mut buf).await.expect("read") > 0);
+    }
+}
+
+/// Reads exactly one whole frame's bytes (server frames are unmasked: 2-10 bytes of header).
+async fn raw_frame(io: &mut tokio::net::TcpStream, buf: &mut bytes::BytesMut) -> bytes::BytesMut {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if buf.len() >= 2 {
+            let (header, len) = match buf[1] & 0x7F {
+                126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                127 if buf.len() >= 10 => (10, u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes")) as usize),
+                n if n < 126 => (2, n as usize),
+                _ => (usize::MAX, 0),
+            };
+            if header != usize::MAX && buf.len() >= header + len {
+                return buf.split_to(header + len);
+            }
+        }
+        assert!(io.read_buf(buf).await.expect("read") > 0, "closed");
+    }
+}
+
+#[tokio::test]
+async fn publications_are_compressed_once_for_every_peer_without_server_context_takeover() {
+    use switchboard::wire::deflate::DeflateConfig;
+    let config = switchboard::WsConfig::default().compression(Some(DeflateConfig::default()));
+    let server = Switchboard::new().config(config).ws("/ws", hooks()).bind("127.0.0.1:0").await.expect("bind");
+    let no_takeover = DeflateConfig { server_no_context_takeover: true, ..DeflateConfig::default() };
+    let (mut a, mut a_conn, mut a_buf) = deflate_subscriber(server.local_addr(), no_takeover).await;
+    let (mut b, _, mut b_buf) = deflate_subscriber(server.local_addr(), no_takeover).await;
+    let (mut c, mut c_conn, mut c_buf) = deflate_subscriber(server.local_addr(), DeflateConfig::default()).await;
+
+    let text = "the same quote again and again; ".repeat(200);
+    server.hub().publish("big", text.as_str());
+    let frame_a = raw_frame(&mut a, &mut a_buf).await;
+    let frame_b = raw_frame(&mut b, &mut b_buf).await;
+    let frame_c = raw_frame(&mut c, &mut c_buf).await;
+    // FIN + RSV1 + text: compressed, far smaller, and the very same bytes for both.
+    assert_eq!(frame_a[0], 0xC1);
+    assert!(frame_a.len() < text.len() / 10, "{} bytes for {}", frame_a.len(), text.len());
+    assert_eq!(frame_a, frame_b);
+    // A peer that keeps its context gets the publication uncompressed (always valid).
+    assert_eq!(frame_c[0], 0x81);
+    for (conn, mut frame) in [(&mut a_conn, frame_a), (&mut c_conn, frame_c)] {
+        match conn.receive(&mut frame).expect("valid frame") {
+            Some(Event::Message(_, data)) => assert_eq!(&data[..], text.as_bytes()),
+            other => panic!("expected the publication, got {other:?}"),
+        }
+    }
+    // Short publications are not worth compressing.
+    server.hub().publish("big", "tiny");
+    assert_eq!(raw_frame(&mut a, &mut a_buf).await[..], [0x81, 4, b't', b'i', b'n', b'y']);
 }

@@ -451,3 +451,15 @@ pub fn server_frame(kind: MessageKind, payload: &[u8]) -> Bytes {
     encode_frame(opcode, 0, payload, &mut out);
     out.freeze()
 }
+
+/// A compressed server frame as its own buffer, from a `compressor` that resets after each message.
+/// Such a frame can be shared by every peer that negotiated `server_no_context_takeover` with a window
+/// at least as large as the compressor's: none of them keeps state between messages.
+pub fn server_frame_compressed(kind: MessageKind, payload: &[u8], compressor: &mut Compressor) -> Bytes {
+    let opcode = if kind == MessageKind::Text { OpCode::Text } else { OpCode::Binary };
+    let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 64);
+    compressor.compress(payload, &mut compressed);
+    let mut out = BytesMut::with_capacity(compressed.len() + 10);
+    encode_frame(opcode, RSV1, &compressed, &mut out);
+    out.freeze()
+}

@@ -29,7 +29,9 @@ mod opcode;
 mod utf8;
 
 pub use close::{truncate_reason, CloseCode, CloseFrame, ClosePayloadError};
-pub use connection::{encode_frame, server_frame, CloseState, Config, Connection, Event, MessageKind, Role};
+pub use connection::{
+    encode_frame, server_frame, server_frame_compressed, CloseState, Config, Connection, Event, MessageKind, Role,
+};
 pub use error::ProtocolError;
 pub use frame::{encode_raw_frame, FrameHeader, HeaderError, MAX_HEADER_LEN, RSV1};
 pub use mask::apply_mask;

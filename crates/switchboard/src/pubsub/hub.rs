@@ -40,9 +40,10 @@ impl Hub {
         self.app.topics.publish(topic, &message.into(), None).0
     }
 
-    /// Like `publish`, and returns the publication's history position (when history is on).
-    pub fn publish_with_position(&self, topic: &str, message: impl Into<Message>) -> (usize, Option<Position>) {
-        self.app.topics.publish(topic, &message.into(), None)
+    /// Publishes like `publish` and waits for the publication's history position: `None` without
+    /// history, or if the broker could not record it (it was still delivered locally).
+    pub async fn publish_with_position(&self, topic: &str, message: impl Into<Message>) -> Option<Position> {
+        self.app.topics.publish(topic, &message.into(), None).1.wait().await
     }
 
     /// The local subscribers of `topic`.
@@ -55,9 +56,10 @@ impl Hub {
         self.app.topics.list()
     }
 
-    /// The latest history position of `topic` (when history is on).
-    pub fn position(&self, topic: &str) -> Option<Position> {
-        self.app.topics.position(topic)
+    /// The latest history position of `topic` (when history is on; read from the broker when it
+    /// keeps the history).
+    pub async fn position(&self, topic: &str) -> Option<Position> {
+        self.app.topics.position(topic).await
     }
 
     /// Every open peer of the server.

@@ -7,13 +7,15 @@
 //! not retried. History (`subscribe_since`) is how a client recovers what it missed.
 
 mod broker;
+mod format;
 mod history;
 mod hub;
 mod redis;
 mod topics;
 
 pub use broker::{Broker, Inbox, MemoryBroker};
-pub use history::{HistoryConfig, Position, Recovery};
+pub use format::{FormatFn, Publication, PublicationFormat};
+pub use history::{HistoryConfig, HistorySlice, InvalidPosition, Position, Recovery};
 pub use hub::{Hub, PubSubStats};
 pub use redis::RedisBroker;
 pub use topics::PubSubConfig;

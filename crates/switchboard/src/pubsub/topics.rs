@@ -3,15 +3,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_wire::server_frame;
+use switchboard_wire::deflate::Compressor;
+use switchboard_wire::{server_frame, server_frame_compressed};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::broker::{MemoryBroker, SharedBroker};
-use super::history::{HistoryConfig, MemoryHistory, Position, Recovery};
+use super::format::{Publication, PublicationFormat};
+use super::history::{HistoryConfig, HistorySlice, MemoryHistory, Position, Recovery};
 use super::hub::PubSubStats;
-use crate::server::{Outgoing, Peer, SlowConsumerPolicy};
+use crate::server::{Outgoing, Peer, SharedCompression, SlowConsumerPolicy};
 use crate::Message;
 
 /// Pub/sub settings of a server.
@@ -21,19 +25,44 @@ pub struct PubSubConfig {
     pub max_subscriber_queue: usize,
     /// What happens to a subscriber over that limit (default: close with 1013).
     pub slow_consumer: SlowConsumerPolicy,
-    /// Per-topic history for `subscribe_since` (default: none).
+    /// Per-topic history for `subscribe_since` (default: none). Kept in memory, or by the broker
+    /// when it keeps history (Redis): then it is shared by every node.
     pub history: Option<HistoryConfig>,
+    /// How publications reach subscribers (default: as published). `PublicationFormat::JsonEnvelope`
+    /// gives clients the position of everything they receive.
+    pub format: PublicationFormat,
 }
 
 impl Default for PubSubConfig {
     fn default() -> Self {
-        Self { max_subscriber_queue: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, history: None }
+        Self {
+            max_subscriber_queue: 1 << 20,
+            slow_consumer: SlowConsumerPolicy::Close,
+            history: None,
+            format: PublicationFormat::Raw,
+        }
     }
+}
+
+/// How long `subscribe_since` waits for the broker before it gives up recovering.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A local subscriber. While it recovers from the broker's history, live publications wait in
+/// `pending` so that none slips between the history read and the subscription.
+struct Subscriber {
+    peer: Peer,
+    pending: Option<Vec<Pending>>,
+}
+
+struct Pending {
+    offset: Option<u64>,
+    frame: Bytes,
+    len: usize,
 }
 
 #[derive(Default)]
 struct Topic {
-    subscribers: HashMap<Uuid, Peer>,
+    subscribers: HashMap<Uuid, Subscriber>,
     history: Option<MemoryHistory>,
 }
 
@@ -45,12 +74,84 @@ struct Counters {
     slow_closed: AtomicU64,
 }
 
+/// Where a publication's position comes from.
+pub(crate) enum Positioned {
+    /// Known now (memory history), or none (no history, or not recorded).
+    Now(Option<Position>),
+    /// Assigned by the broker; arrives when it is recorded.
+    Later(oneshot::Receiver<Position>),
+}
+
+impl Positioned {
+    pub(crate) async fn wait(self) -> Option<Position> {
+        match self {
+            Self::Now(position) => position,
+            Self::Later(receiver) => receiver.await.ok(),
+        }
+    }
+}
+
+/// The history position a delivery carries.
+enum Stamp {
+    /// Append to this node's memory history (if it keeps one) and use that position.
+    Local,
+    /// Recorded elsewhere (or not at all).
+    Given(Option<Position>),
+}
+
+/// Messages shorter than this go out uncompressed: DEFLATE would make them longer.
+const COMPRESSION_THRESHOLD: usize = 32;
+
+/// Compressors that reset after every message, one per setting, shared by all publications.
+type SharedCompressors = Mutex<Vec<(SharedCompression, Compressor)>>;
+
+/// The frames of one publication, each built on first use: the plain frame, and one compressed frame
+/// per compression setting among its subscribers that negotiated `server_no_context_takeover` (with no
+/// context kept between messages, one compressed frame is valid for all of them).
+struct PublicationFrames<'a> {
+    message: &'a Message,
+    plain: Option<Bytes>,
+    compressed: Vec<(SharedCompression, Bytes)>,
+    compressors: &'a SharedCompressors,
+}
+
+impl<'a> PublicationFrames<'a> {
+    fn new(message: &'a Message, compressors: &'a SharedCompressors) -> Self {
+        Self { message, plain: None, compressed: Vec::new(), compressors }
+    }
+
+    fn for_peer(&mut self, peer: &Peer) -> Bytes {
+        let message = self.message;
+        match peer.shared.shared_compression {
+            Some(setting) if message.len() >= COMPRESSION_THRESHOLD => {
+                if let Some((_, frame)) = self.compressed.iter().find(|(s, _)| *s == setting) {
+                    return frame.clone();
+                }
+                let mut compressors = lock(self.compressors);
+                let index = match compressors.iter().position(|(s, _)| *s == setting) {
+                    Some(index) => index,
+                    None => {
+                        compressors.push((setting, Compressor::new(setting.level, setting.window_bits, true)));
+                        compressors.len() - 1
+                    }
+                };
+                let frame = server_frame_compressed(message.kind(), message.bytes(), &mut compressors[index].1);
+                self.compressed.push((setting, frame.clone()));
+                frame
+            }
+            _ => self.plain.get_or_insert_with(|| server_frame(message.kind(), message.bytes())).clone(),
+        }
+    }
+}
+
 pub(crate) struct Topics {
-    /// Lock order: the table, then a topic. Publishing takes the table's read lock only.
+    /// Lock order: the table, then a topic, then the compressors. Publishing takes the table's read
+    /// lock only.
     table: RwLock<HashMap<Arc<str>, Arc<Mutex<Topic>>>>,
     pub(crate) config: RwLock<PubSubConfig>,
     broker: RwLock<SharedBroker>,
     counters: Counters,
+    compressors: SharedCompressors,
 }
 
 impl Default for Topics {
@@ -60,6 +161,7 @@ impl Default for Topics {
             config: RwLock::default(),
             broker: RwLock::new(Arc::new(MemoryBroker)),
             counters: Counters::default(),
+            compressors: Mutex::default(),
         }
     }
 }
@@ -86,8 +188,18 @@ impl Topics {
         read(&self.broker).clone()
     }
 
+    /// The history settings, and whether the broker (rather than this node's memory) keeps it.
+    fn history(&self) -> Option<(HistoryConfig, bool)> {
+        let history = read(&self.config).history?;
+        Some((history, self.broker().keeps_history()))
+    }
+
     fn new_topic(&self) -> Topic {
-        Topic { subscribers: HashMap::new(), history: read(&self.config).history.map(MemoryHistory::new) }
+        let history = match self.history() {
+            Some((config, false)) => Some(MemoryHistory::new(config)),
+            _ => None,
+        };
+        Topic { subscribers: HashMap::new(), history }
     }
 
     /// Runs `f` on the topic, creating it if needed, with the table's read lock held (so the topic
@@ -105,10 +217,21 @@ impl Topics {
         f(&mut guard)
     }
 
-    /// Subscribes `peer`; returns false if it already was.
-    pub(crate) fn subscribe(&self, topic: &str, peer: &Peer) -> bool {
+    /// Adds `peer` (recovering or live); tells the broker if it is this node's first subscriber.
+    /// Returns false if it was subscribed already.
+    fn add(&self, topic: &str, peer: &Peer, recovering: bool) -> bool {
         let (newly, first) = self.with_topic(topic, |entry| {
-            let newly = entry.subscribers.insert(peer.id(), peer.clone()).is_none();
+            let pending = recovering.then(Vec::new);
+            let newly = match entry.subscribers.get_mut(&peer.id()) {
+                Some(subscriber) => {
+                    subscriber.pending = subscriber.pending.take().or(pending);
+                    false
+                }
+                None => {
+                    entry.subscribers.insert(peer.id(), Subscriber { peer: peer.clone(), pending });
+                    true
+                }
+            };
             (newly, newly && entry.subscribers.len() == 1)
         });
         if first {
@@ -117,32 +240,109 @@ impl Topics {
         newly
     }
 
+    /// Subscribes `peer`; returns false if it already was.
+    pub(crate) fn subscribe(&self, topic: &str, peer: &Peer) -> bool {
+        self.add(topic, peer, false)
+    }
+
     /// Subscribes `peer` after replaying what it missed since `since`.
-    pub(crate) fn subscribe_since(&self, topic: &str, peer: &Peer, since: &Position) -> Recovery {
+    pub(crate) async fn subscribe_since(&self, topic: &str, peer: &Peer, since: &Position) -> Recovery {
+        match self.history() {
+            None => {
+                self.subscribe(topic, peer);
+                Recovery { recovered: false, replayed: 0, position: since.clone() }
+            }
+            Some((_, false)) => self.subscribe_since_memory(topic, peer, since),
+            Some((config, true)) => self.subscribe_since_broker(topic, peer, since, config).await,
+        }
+    }
+
+    fn subscribe_since_memory(&self, topic: &str, peer: &Peer, since: &Position) -> Recovery {
         let (recovery, first) = self.with_topic(topic, |entry| {
             // Under the topic's lock no publication can slip between the replay and the subscription.
-            let (recovery, missed) = match entry.history.as_mut() {
-                Some(history) => {
-                    let missed = history.since(since);
-                    let recovery = Recovery {
-                        recovered: missed.is_some(),
-                        replayed: missed.as_ref().map_or(0, Vec::len),
-                        position: history.position(),
-                    };
-                    (recovery, missed.unwrap_or_default())
-                }
-                None => (Recovery { recovered: false, replayed: 0, position: since.clone() }, Vec::new()),
-            };
-            for message in missed {
-                let _ = peer.send(message);
-            }
-            let newly = entry.subscribers.insert(peer.id(), peer.clone()).is_none();
+            let slice = entry.history.as_mut().map(MemoryHistory::slice).unwrap_or_default();
+            let (recovery, missed) = slice.recover(since);
+            self.replay(topic, peer, &recovery.position.epoch, missed);
+            let newly = entry.subscribers.insert(peer.id(), Subscriber { peer: peer.clone(), pending: None }).is_none();
             (recovery, newly && entry.subscribers.len() == 1)
         });
         if first {
             self.broker().subscribe(topic);
         }
         recovery
+    }
+
+    /// The cluster case: subscribe as recovering (live publications are held back), make sure this node
+    /// receives the topic, read the broker's history, then replay and release what was held back,
+    /// skipping what the replay covered.
+    async fn subscribe_since_broker(
+        &self,
+        topic: &str,
+        peer: &Peer,
+        since: &Position,
+        config: HistoryConfig,
+    ) -> Recovery {
+        self.add(topic, peer, true);
+        let broker = self.broker();
+        let read = async {
+            if !tokio::time::timeout(RECOVERY_TIMEOUT, broker.ready(topic)).await.unwrap_or(false) {
+                return Err("the broker is not connected".into());
+            }
+            match tokio::time::timeout(RECOVERY_TIMEOUT, broker.history(topic, since.offset, &config)).await {
+                Ok(read) => read,
+                Err(_) => Err("reading the history timed out".into()),
+            }
+        };
+        let (recovery, missed) = match read.await {
+            Ok(slice) => slice.recover(since),
+            Err(error) => {
+                let error: crate::BoxError = error;
+                tracing::warn!(topic, %error, "cannot recover from the broker's history");
+                (Recovery { recovered: false, replayed: 0, position: since.clone() }, Vec::new())
+            }
+        };
+        let covered = if recovery.recovered { recovery.position.offset } else { 0 };
+        self.with_topic(topic, |entry| {
+            let Some(subscriber) = entry.subscribers.get_mut(&peer.id()) else { return };
+            let held = subscriber.pending.take().unwrap_or_default();
+            self.replay(topic, peer, &recovery.position.epoch, missed);
+            for pending in held.into_iter().filter(|p| p.offset.is_none_or(|offset| offset > covered)) {
+                self.enqueue(topic, peer, pending.frame, pending.len);
+            }
+        });
+        recovery
+    }
+
+    /// Queues missed publications to `peer`, formatted with their positions.
+    fn replay(&self, topic: &str, peer: &Peer, epoch: &str, missed: Vec<(u64, Message)>) {
+        let format = read(&self.config).format.clone();
+        for (offset, message) in missed {
+            let position = Position { epoch: epoch.to_owned(), offset };
+            let message = format.apply(&Publication { topic, position: Some(&position), message: &message });
+            let frame = PublicationFrames::new(&message, &self.compressors).for_peer(peer);
+            self.enqueue(topic, peer, frame, message.len());
+        }
+    }
+
+    /// Queues a framed publication to one subscriber under the slow-consumer policy.
+    fn enqueue(&self, topic: &str, peer: &Peer, frame: Bytes, len: usize) -> bool {
+        let (limit, policy) = {
+            let config = read(&self.config);
+            (config.max_subscriber_queue, config.slow_consumer)
+        };
+        match peer.enqueue_item(Outgoing::Frame { frame, accounted: len }, len, limit, policy) {
+            Ok(()) => true,
+            Err(crate::SendError::QueueFull { .. }) => {
+                let counter = match policy {
+                    SlowConsumerPolicy::Close => &self.counters.slow_closed,
+                    SlowConsumerPolicy::Drop => &self.counters.dropped,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %peer.id(), topic, ?policy, "slow subscriber");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Unsubscribes `peer`; returns false if it was not subscribed.
@@ -164,51 +364,70 @@ impl Topics {
         removed
     }
 
-    /// Publishes from this node: history, local subscribers (but `except`), and the other nodes.
-    /// Returns the number of local deliveries and the position, if the topic keeps history.
-    pub(crate) fn publish(&self, topic: &str, message: &Message, except: Option<Uuid>) -> (usize, Option<Position>) {
-        let (delivered, position) = self.deliver(topic, message, except);
-        self.broker().publish(topic, message);
-        (delivered, position)
+    /// Publishes from this node. Returns the number of local deliveries (for publications the broker
+    /// records, the local subscribers it will reach) and the position.
+    pub(crate) fn publish(&self, topic: &str, message: &Message, except: Option<Uuid>) -> (usize, Positioned) {
+        let broker = self.broker();
+        if let Some((config, true)) = self.history() {
+            // Delivered here too when the broker hands it back, with its position.
+            let position = broker.publish_recorded(topic, message, except, &config);
+            let local = read(&self.table)
+                .get(topic)
+                .map_or(0, |entry| lock(entry).subscribers.keys().filter(|id| Some(**id) != except).count());
+            return (local, Positioned::Later(position));
+        }
+        let (delivered, position) = self.deliver(topic, message, except, Stamp::Local);
+        broker.publish(topic, message);
+        (delivered, Positioned::Now(position))
     }
 
-    /// A publication from another node: local subscribers only.
-    pub(crate) fn deliver_remote(&self, topic: &str, message: Message) {
-        self.deliver(topic, &message, None);
+    /// A publication handed over by the broker: local subscribers only.
+    pub(crate) fn deliver_from_broker(
+        &self,
+        topic: &str,
+        message: Message,
+        position: Option<Position>,
+        except: Option<Uuid>,
+    ) {
+        self.deliver(topic, &message, except, Stamp::Given(position));
     }
 
-    fn deliver(&self, topic: &str, message: &Message, except: Option<Uuid>) -> (usize, Option<Position>) {
+    fn deliver(&self, topic: &str, message: &Message, except: Option<Uuid>, stamp: Stamp) -> (usize, Option<Position>) {
         self.counters.published.fetch_add(1, Ordering::Relaxed);
-        let (limit, policy) = {
-            let config = read(&self.config);
-            (config.max_subscriber_queue, config.slow_consumer)
-        };
-        // Framed once; every subscriber's queue gets the same reference-counted bytes.
-        let frame: Bytes = server_frame(message.kind(), message.bytes());
+        let format = read(&self.config).format.clone();
         let fan_out = |entry: &mut Topic| {
-            let position = entry.history.as_mut().map(|h| h.append(message));
+            let position = match stamp {
+                Stamp::Local => entry.history.as_mut().map(|h| h.append(message)),
+                Stamp::Given(position) => position,
+            };
+            // Formatted and framed once; every subscriber's queue gets the same reference-counted bytes.
+            let formatted;
+            let message = match format {
+                PublicationFormat::Raw => message,
+                _ => {
+                    formatted = format.apply(&Publication { topic, position: position.as_ref(), message });
+                    &formatted
+                }
+            };
+            let mut frames = PublicationFrames::new(message, &self.compressors);
             let mut delivered = 0;
-            for peer in entry.subscribers.values() {
-                if Some(peer.id()) == except {
+            for (id, subscriber) in entry.subscribers.iter_mut() {
+                if Some(*id) == except {
                     continue;
                 }
-                let item = Outgoing::Frame { frame: frame.clone(), accounted: message.len() };
-                match peer.enqueue_item(item, message.len(), limit, policy) {
-                    Ok(()) => delivered += 1,
-                    Err(crate::SendError::QueueFull { .. }) => {
-                        let counter = match policy {
-                            SlowConsumerPolicy::Close => &self.counters.slow_closed,
-                            SlowConsumerPolicy::Drop => &self.counters.dropped,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(peer = %peer.id(), topic, ?policy, "slow subscriber");
-                    }
-                    Err(_) => {}
+                if let Some(pending) = subscriber.pending.as_mut() {
+                    let offset = position.as_ref().map(|p| p.offset);
+                    pending.push(Pending { offset, frame: frames.for_peer(&subscriber.peer), len: message.len() });
+                    continue;
+                }
+                if self.enqueue(topic, &subscriber.peer, frames.for_peer(&subscriber.peer), message.len()) {
+                    delivered += 1;
                 }
             }
             (delivered, position)
         };
-        let (delivered, position) = if read(&self.config).history.is_some() {
+        let keeps_memory_history = matches!(self.history(), Some((_, false)));
+        let (delivered, position) = if keeps_memory_history {
             // With history, a publication is recorded even when nobody here listens.
             self.with_topic(topic, fan_out)
         } else {
@@ -223,7 +442,10 @@ impl Topics {
     }
 
     pub(crate) fn subscribers(&self, topic: &str) -> Vec<Peer> {
-        read(&self.table).get(topic).map(|t| lock(t).subscribers.values().cloned().collect()).unwrap_or_default()
+        read(&self.table)
+            .get(topic)
+            .map(|t| lock(t).subscribers.values().map(|s| s.peer.clone()).collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn list(&self) -> Vec<(String, usize)> {
@@ -233,8 +455,18 @@ impl Topics {
         topics
     }
 
-    pub(crate) fn position(&self, topic: &str) -> Option<Position> {
-        read(&self.table).get(topic).and_then(|t| lock(t).history.as_ref().map(MemoryHistory::position))
+    /// The latest position of `topic`, from memory or from the broker.
+    pub(crate) async fn position(&self, topic: &str) -> Option<Position> {
+        match self.history()? {
+            (_, false) => Some(self.with_topic(topic, |t| t.history.as_ref().map(MemoryHistory::position))?),
+            (config, true) => {
+                let read = self.broker().history(topic, u64::MAX, &config);
+                match tokio::time::timeout(RECOVERY_TIMEOUT, read).await {
+                    Ok(Ok(HistorySlice { epoch, latest, .. })) => Some(Position { epoch, offset: latest }),
+                    _ => None,
+                }
+            }
+        }
     }
 
     pub(crate) fn stats(&self) -> PubSubStats {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::app::AppShared;
 use super::config::WsConfig;
 use super::hooks::DynHooks;
-use super::peer::{Peer, PeerSet, PeerShared, ReadyState, RequestInfo};
+use super::peer::{Peer, PeerSet, PeerShared, ReadyState, RequestInfo, SharedCompression};
 use super::task::PeerTask;
 use super::upgrade::UpgradeRequest;
 
@@ -109,6 +109,10 @@ impl Endpoint {
             compression_level: self.config.compression.map_or(1, |c| c.level),
             ..Config::default()
         };
+        let shared_compression = wire_config
+            .deflate
+            .filter(|d| d.server_no_context_takeover)
+            .map(|d| SharedCompression { level: wire_config.compression_level, window_bits: d.server_max_window_bits });
         let (tx, rx) = mpsc::unbounded_channel();
         let peer = Peer {
             shared: Arc::new(PeerShared {
@@ -127,6 +131,7 @@ impl Endpoint {
                 route_peers: self.peers.clone(),
                 app: self.app.clone(),
                 topics: Mutex::default(),
+                shared_compression,
             }),
         };
         let hooks = self.hooks.clone();

@@ -13,7 +13,7 @@ mod write_queue;
 pub use app::{Server, Switchboard};
 pub use config::WsConfig;
 pub use hooks::{define_hooks, HookResult, HookSet, Hooks, IntoHookResult};
-pub(crate) use peer::Outgoing;
+pub(crate) use peer::{Outgoing, SharedCompression};
 pub use peer::{Peer, ReadyState, RequestInfo, SlowConsumerPolicy};
 pub use tls::{TlsConfig, TlsError};
 pub use upgrade::{reject, Accept, IntoUpgradeResult, UpgradeRequest};

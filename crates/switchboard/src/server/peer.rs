@@ -169,6 +169,16 @@ pub(crate) struct PeerShared {
     pub(crate) route_peers: Arc<PeerSet>,
     pub(crate) app: Arc<super::app::AppShared>,
     pub(crate) topics: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// Set when the peer negotiated permessage-deflate with `server_no_context_takeover`: it can then
+    /// receive publications compressed once for every such peer.
+    pub(crate) shared_compression: Option<SharedCompression>,
+}
+
+/// The compression settings a shared compressed frame must match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SharedCompression {
+    pub(crate) level: u32,
+    pub(crate) window_bits: u8,
 }
 
 /// A connected client. Cheap to clone; every clone is the same connection.
@@ -343,10 +353,11 @@ impl Peer {
 
     /// Subscribes to `topic` after replaying the publications it missed since `since` (needs
     /// history: `PubSubConfig::history`). `recovered: false` means they could not all be replayed
-    /// (too old, or another epoch): the client should refetch its state.
-    pub fn subscribe_since(&self, topic: &str, since: &Position) -> Recovery {
+    /// (too old, or another epoch, or the broker unreachable): the client should refetch its state.
+    /// Publications that arrive meanwhile follow the replay, none twice.
+    pub async fn subscribe_since(&self, topic: &str, since: &Position) -> Recovery {
         lock_set(&self.shared.topics).insert(Arc::from(topic));
-        self.shared.app.topics.subscribe_since(topic, self, since)
+        self.shared.app.topics.subscribe_since(topic, self, since).await
     }
 
     /// Unsubscribes from `topic`; returns false if it was not subscribed.
