@@ -4,7 +4,9 @@
 //! Delivery guarantee: on one node every subscriber gets every publication that its queue has room
 //! for, in publication order. Across nodes (the Redis broker) delivery is at most once and ordered per
 //! publishing node: a publication that cannot be forwarded while Redis is down is counted and logged,
-//! not retried. History (`subscribe_since`) is how a client recovers what it missed.
+//! not retried. History (`subscribe_since`) is how a client recovers what it missed: in memory on one
+//! node, in Redis Streams (shared, one order for every node) with the Redis broker. With history in
+//! Redis, publications made while Redis is unreachable are delivered locally, unrecorded.
 
 mod broker;
 mod format;
