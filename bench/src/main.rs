@@ -65,6 +65,19 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// Measures one implementation's memory per idle connection (prints KiB per connection).
+    Idle {
+        /// The implementation.
+        name: String,
+        /// Connections.
+        #[arg(long, default_value_t = 10000)]
+        connections: usize,
+    },
+    /// Measures one implementation's user-space instructions per 20-byte echo (callgrind).
+    Instructions {
+        /// The implementation.
+        name: String,
+    },
     /// Opens idle connections and holds them (prints HELD).
     Hold {
         /// The server's port on 127.0.0.1.
@@ -139,6 +152,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 size,
             ))?;
             println!("{rate}");
+            Ok(())
+        }
+        Command::Idle { name, connections } => {
+            println!("{:.2}", orchestrate::idle_memory(&name, connections)?);
+            Ok(())
+        }
+        Command::Instructions { name } => {
+            println!("{:.0}", orchestrate::instructions_per_echo(&name)?);
             Ok(())
         }
         Command::Hold { port, connections, raw } => {

@@ -107,7 +107,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Server memory per idle open connection, in KiB: RSS with `connections` idle connections open,
 /// minus RSS before, divided by the count.
-fn idle_memory(name: &str, connections: usize) -> Result<f64, Box<dyn std::error::Error>> {
+pub fn idle_memory(name: &str, connections: usize) -> Result<f64, Box<dyn std::error::Error>> {
     let server = start_server(name)?;
     std::thread::sleep(Duration::from_millis(300));
     let pid = server.child.id();
@@ -135,7 +135,7 @@ fn idle_memory(name: &str, connections: usize) -> Result<f64, Box<dyn std::error
 /// User-space instructions the server executes per 20-byte echo, from callgrind: two runs with a
 /// fixed amount of work (10 x 1000 and 10 x 3000 echoes); the difference over the 20 000 extra echoes
 /// cancels start-up, handshakes and shutdown. Deterministic for the same binary and inputs.
-fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Error>> {
+pub fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Error>> {
     let me = std::env::current_exe()?;
     let mut totals = Vec::new();
     for echoes in [1000usize, 3000] {

@@ -112,8 +112,9 @@ pub struct Connection {
     frame: Option<InFrame>,
     message: Option<InMessage>,
     utf8: Utf8Validator,
-    compressor: Option<Compressor>,
-    decompressor: Option<Decompressor>,
+    // Boxed: most connections never compress, and these would triple the size of every one.
+    compressor: Option<Box<Compressor>>,
+    decompressor: Option<Box<Decompressor>>,
     mask_state: u64,
 }
 
@@ -300,7 +301,7 @@ impl Connection {
             Role::Server => self.config.deflate.is_some_and(|d| d.client_no_context_takeover),
             Role::Client => self.config.deflate.is_some_and(|d| d.server_no_context_takeover),
         };
-        let decompressor = self.decompressor.get_or_insert_with(|| Decompressor::new(reset));
+        let decompressor = self.decompressor.get_or_insert_with(|| Box::new(Decompressor::new(reset)));
         let before = message.data.len();
         decompressor.decompress(payload, fin, &mut message.data, limit).map_err(|e| match e {
             InflateError::Corrupt => ProtocolError::CorruptCompression,
@@ -362,7 +363,7 @@ impl Connection {
                     Role::Client => (params.client_max_window_bits, params.client_no_context_takeover),
                 };
                 let level = self.config.compression_level;
-                let compressor = self.compressor.get_or_insert_with(|| Compressor::new(level, bits, reset));
+                let compressor = self.compressor.get_or_insert_with(|| Box::new(Compressor::new(level, bits, reset)));
                 let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 16);
                 compressor.compress(payload, &mut compressed);
                 self.encode_frame(opcode, RSV1, &compressed, out);

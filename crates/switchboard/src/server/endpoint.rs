@@ -15,7 +15,7 @@ use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use switchboard_wire::handshake::{self, RequestError};
 use switchboard_wire::{deflate, Config, Connection, Role};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -113,19 +113,18 @@ impl Endpoint {
             .deflate
             .filter(|d| d.server_no_context_takeover)
             .map(|d| SharedCompression { level: wire_config.compression_level, window_bits: d.server_max_window_bits });
-        let (tx, rx) = mpsc::unbounded_channel();
         let peer = Peer {
             shared: Arc::new(PeerShared {
                 id: Uuid::new_v4(),
                 remote_addr,
-                request: (*info).clone(),
+                request: info.detached(),
                 context: accept.context,
                 protocol: accept.protocol,
                 extensions: negotiated.map(|(_, answer)| answer),
                 state: AtomicU8::new(ReadyState::Connecting as u8),
                 buffered: AtomicUsize::new(0),
                 max_buffered: self.config.max_buffered_bytes,
-                tx,
+                outbox: Default::default(),
                 abort: AtomicU16::new(0),
                 abort_signal: Notify::new(),
                 route_peers: self.peers.clone(),
@@ -137,30 +136,33 @@ impl Endpoint {
         let hooks = self.hooks.clone();
         let config = self.config.clone();
         let app = self.app.clone();
-        let route_peers = self.peers.clone();
+        // This task only waits for hyper to hand the connection over; the peer's own task then holds
+        // nothing but the connection (one future per peer, no wrapper around it).
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    route_peers.insert(&peer);
                     let conn = Connection::new(Role::Server, wire_config, 0);
+                    let pending = Default::default();
                     // A plain TCP connection is taken back from hyper: reading and writing the socket
                     // directly skips a boxed I/O layer on every call. TLS keeps hyper's wrapper.
                     match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
                         Ok(parts) => {
                             let read_buf = BytesMut::from(&parts.read_buf[..]);
                             let io = parts.io.into_inner();
-                            PeerTask { io, conn, peer: peer.clone(), rx, hooks, config, app, read_buf }.run().await;
+                            // hyper's 8 KiB read buffer would otherwise live as long as the connection.
+                            drop(parts.read_buf);
+                            tokio::spawn(PeerTask { io, conn, peer, hooks, config, app, read_buf, pending }.run());
                         }
                         Err(upgraded) => {
                             let io = TokioIo::new(upgraded);
                             let read_buf = BytesMut::new();
-                            PeerTask { io, conn, peer: peer.clone(), rx, hooks, config, app, read_buf }.run().await;
+                            tokio::spawn(PeerTask { io, conn, peer, hooks, config, app, read_buf, pending }.run());
                         }
                     }
-                    route_peers.remove(&peer.id());
                 }
                 Err(error) => {
                     peer.set_ready_state(ReadyState::Closed);
+                    peer.shared.outbox.close();
                     tracing::debug!(%error, "the upgrade did not complete");
                 }
             }

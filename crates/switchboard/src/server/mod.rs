@@ -1,9 +1,11 @@
 //! The server: hooks, peers, routing, serving.
 
 mod app;
+mod buffer_pool;
 mod config;
 mod endpoint;
 mod hooks;
+mod outbox;
 mod peer;
 mod task;
 mod tls;

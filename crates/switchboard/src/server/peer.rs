@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use serde::Serialize;
 use switchboard_wire::{CloseCode, CloseFrame};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::{InvalidCloseCode, SendError};
@@ -54,6 +54,24 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// A copy that owns its bytes. hyper parses header values and the path as slices of its 8 KiB read
+    /// buffer; a peer that kept those would keep that buffer alive for as long as it is connected.
+    pub(crate) fn detached(&self) -> Self {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            let name = http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+            let mut owned = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+            owned.set_sensitive(value.is_sensitive());
+            headers.append(name, owned);
+        }
+        Self {
+            method: self.method.clone(),
+            uri: Uri::try_from(self.uri.to_string()).unwrap_or_else(|_| self.uri.clone()),
+            version: self.version,
+            headers,
+        }
+    }
+
     /// The value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let query = self.uri.query()?;
@@ -162,7 +180,7 @@ pub(crate) struct PeerShared {
     pub(crate) state: AtomicU8,
     pub(crate) buffered: AtomicUsize,
     pub(crate) max_buffered: usize,
-    pub(crate) tx: mpsc::UnboundedSender<Outgoing>,
+    pub(crate) outbox: super::outbox::Outbox,
     /// A close that jumps the queue: 0 none, `TERMINATE`, or a close code (slow consumer, shutdown).
     pub(crate) abort: AtomicU16,
     pub(crate) abort_signal: Notify,
@@ -280,7 +298,7 @@ impl Peer {
         if self.ready_state() != ReadyState::Open {
             return Err(SendError::Closed);
         }
-        self.shared.tx.send(Outgoing::Ping(payload.into())).map_err(|_| SendError::Closed)
+        self.shared.outbox.push(Outgoing::Ping(payload.into())).map_err(|_| SendError::Closed)
     }
 
     fn enqueue(&self, message: Message) -> Result<(), SendError> {
@@ -309,7 +327,7 @@ impl Peer {
             }
             return Err(SendError::QueueFull { buffered: before, limit });
         }
-        self.shared.tx.send(item).map_err(|_| {
+        self.shared.outbox.push(item).map_err(|_| {
             self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
             SendError::Closed
         })
@@ -323,7 +341,7 @@ impl Peer {
         }
         if self.ready_state() <= ReadyState::Open {
             // If the task is gone the peer is closed already, which is what was asked.
-            let _ = self.shared.tx.send(Outgoing::Close(CloseFrame::new(code, reason)));
+            let _ = self.shared.outbox.push(Outgoing::Close(CloseFrame::new(code, reason)));
         }
         Ok(())
     }
@@ -340,7 +358,7 @@ impl Peer {
             // waiting yet, and wake the task's main loop through its queue.
             self.shared.abort_signal.notify_waiters();
             self.shared.abort_signal.notify_one();
-            let _ = self.shared.tx.send(Outgoing::Wake);
+            let _ = self.shared.outbox.push(Outgoing::Wake);
         }
     }
 

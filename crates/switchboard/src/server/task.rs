@@ -1,19 +1,22 @@
 //! The connection task: one per peer, it owns the socket, reads frames, runs the hooks, and writes
 //! everything queued for the peer. Nothing else touches the socket, so nothing else can block on it.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use switchboard_wire::{CloseCode, CloseFrame, CloseState, Connection, Event, MessageKind, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::app::AppShared;
+use super::buffer_pool;
 use super::config::WsConfig;
 use super::hooks::{DynHooks, HookResult};
 use super::peer::{Outgoing, Peer, ReadyState, TERMINATE};
@@ -21,9 +24,9 @@ use super::write_queue::WriteQueue;
 use crate::error::{CloseEvent, Error};
 use crate::Message;
 
-/// Read in chunks of this size; a larger frame grows the buffer as needed.
+/// Room made before each read; a larger frame grows the buffer as needed.
 const READ_CHUNK: usize = 4096;
-/// Buffers larger than this are released once empty instead of kept for the next message.
+/// Queued items are encoded until this much waits to be written (the rest stays queued).
 const KEEP_BUFFER: usize = 64 * 1024;
 /// How long a failed connection waits for the peer to see our close frame before dropping it.
 const LINGER: Duration = Duration::from_secs(1);
@@ -41,17 +44,28 @@ pub(crate) struct PeerTask<IO> {
     pub(crate) io: IO,
     pub(crate) conn: Connection,
     pub(crate) peer: Peer,
-    pub(crate) rx: mpsc::UnboundedReceiver<Outgoing>,
     pub(crate) hooks: Arc<dyn DynHooks>,
     pub(crate) config: Arc<WsConfig>,
     pub(crate) app: Arc<AppShared>,
+    /// Bytes read and not yet parsed. Borrowed from the thread's pool while bytes are in flight, so an
+    /// idle connection holds no buffer.
     pub(crate) read_buf: BytesMut,
+    /// Items taken from the outbox and not yet encoded.
+    pub(crate) pending: VecDeque<Outgoing>,
+}
+
+impl<IO> Drop for PeerTask<IO> {
+    fn drop(&mut self) {
+        // Sends fail from now on (SendError::Closed) instead of queueing for nobody.
+        self.peer.shared.outbox.close();
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     pub(crate) async fn run(mut self) {
         let peer = self.peer.clone();
         peer.set_ready_state(ReadyState::Open);
+        peer.shared.route_peers.insert(&peer);
         self.app.register(&peer);
         if self.app.is_shutting_down() {
             let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
@@ -60,15 +74,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         let opened = call_hook("open", self.hooks.open(peer.clone())).await;
         let event = match opened {
             Ok(()) => self.drive(&mut write_buf).await,
-            Err(error) => self.fail_internal(error, &mut write_buf).await,
+            Err(error) => Box::pin(self.fail_internal(error, &mut write_buf)).await,
         };
         peer.set_ready_state(ReadyState::Closed);
         peer.leave_topics();
         self.app.unregister(&peer);
         tracing::debug!(peer = %peer.id(), code = event.code, reason = %event.reason, clean = event.was_clean, "closed");
         if let Err(error) = call_hook("close", self.hooks.close(peer.clone(), event)).await {
-            self.report(error).await;
+            Box::pin(self.report(error)).await;
         }
+        peer.shared.route_peers.remove(&peer.id());
     }
 
     async fn drive(&mut self, write_buf: &mut WriteQueue) -> CloseEvent {
@@ -83,6 +98,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         // cost more than the echo itself. They are checked when the timer fires and re-armed then.
         let mut keepalive_at = config.keepalive_timeout.map(|t| start + t);
         let mut idle_at = config.idle_timeout.map(|t| start + t);
+        // Reading the clock per frame is only worth it when a timeout depends on it.
+        let tracks_time = config.keepalive_timeout.is_some() || config.idle_timeout.is_some();
         let timer = tokio::time::sleep_until(start + Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
@@ -92,7 +109,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             // An abort (slow consumer, terminate, shutdown) jumps the queue. `abort_with` also queues a
             // wake-up item, so an idle task gets here; checking a flag costs less than a Notify per turn.
             if self.peer.shared.abort.load(Ordering::Acquire) != 0 {
-                return self.abort(write_buf, false).await;
+                return Box::pin(self.abort(write_buf, false)).await;
             }
             let deadline = [next_ping, keepalive_at, idle_at, close_deadline].into_iter().flatten().min();
             if deadline != armed {
@@ -101,17 +118,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 }
                 armed = deadline;
             }
-            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
-                self.read_buf.reserve(READ_CHUNK);
-            }
+            let outbox = &self.peer.shared.outbox;
+            let pending = &self.pending;
             tokio::select! {
                 biased;
-                item = self.rx.recv() => {
-                    let Some(item) = item else { return self.abort(write_buf, false).await };
-                    accounted += self.encode(item, write_buf);
+                () = std::future::poll_fn(|cx| if pending.is_empty() { outbox.poll_ready(cx) } else { Poll::Ready(()) }) => {
                     accounted += self.drain_queue(write_buf);
                     if let Err(failure) = self.flush(write_buf, &mut accounted).await {
-                        return self.write_failed(failure, write_buf).await;
+                        return Box::pin(self.write_failed(failure, write_buf)).await;
                     }
                     if self.conn.close_state() == CloseState::CloseSent && close_deadline.is_none() {
                         self.peer.set_ready_state(ReadyState::Closing);
@@ -122,10 +136,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     handshake_bytes = false;
                     match read {
                         Ok(0) => return self.eof(),
-                        Err(e) => return self.lost(e).await,
+                        Err(e) => return Box::pin(self.lost(e)).await,
                         Ok(_) => {}
                     }
-                    last_frame = Instant::now();
+                    // What the hooks queue from here on is drained below: no need to wake this task.
+                    self.peer.shared.outbox.unregister();
+                    if tracks_time {
+                        last_frame = Instant::now();
+                    }
                     loop {
                         match self.conn.receive(&mut self.read_buf) {
                             Ok(None) => break,
@@ -133,24 +151,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                                 last_message = last_frame;
                                 let message = Message::from_wire(kind, data);
                                 if let Err(error) = call_hook("message", self.hooks.message(self.peer.clone(), message)).await {
-                                    return self.fail_internal(error, write_buf).await;
+                                    return Box::pin(self.fail_internal(error, write_buf)).await;
                                 }
                             }
                             Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf.buf()),
                             Ok(Some(Event::Pong(_))) => {}
                             Ok(Some(Event::Close(frame))) => {
-                                return self.peer_closed(frame, write_buf, &mut accounted).await;
+                                return Box::pin(self.peer_closed(frame, write_buf, &mut accounted)).await;
                             }
-                            Err(error) => return self.fail_protocol(error, write_buf).await,
+                            Err(error) => return Box::pin(self.fail_protocol(error, write_buf)).await,
                         }
                     }
                     // Replies the hooks queued go out in the same write as the pongs.
                     accounted += self.drain_queue(write_buf);
                     if let Err(failure) = self.flush(write_buf, &mut accounted).await {
-                        return self.write_failed(failure, write_buf).await;
+                        return Box::pin(self.write_failed(failure, write_buf)).await;
                     }
-                    if self.read_buf.is_empty() && self.read_buf.capacity() > KEEP_BUFFER {
-                        self.read_buf = BytesMut::new();
+                    if self.read_buf.is_empty() {
+                        buffer_pool::give_back(&mut self.read_buf);
                     }
                 }
                 () = &mut timer, if armed.is_some() => {
@@ -161,8 +179,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     }
                     if let Some(timeout) = config.keepalive_timeout {
                         if now >= last_frame + timeout {
-                            self.report(Error::KeepaliveTimeout(timeout)).await;
-                            return self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "keep-alive timeout"), write_buf).await;
+                            Box::pin(self.report(Error::KeepaliveTimeout(timeout))).await;
+                            return Box::pin(self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "keep-alive timeout"), write_buf)).await;
                         }
                         keepalive_at = Some(last_frame + timeout);
                     }
@@ -176,7 +194,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     if let Some(at) = next_ping.filter(|at| now >= *at) {
                         self.conn.encode_ping(b"", write_buf.buf());
                         if let Err(failure) = self.flush(write_buf, &mut accounted).await {
-                            return self.write_failed(failure, write_buf).await;
+                            return Box::pin(self.write_failed(failure, write_buf)).await;
                         }
                         next_ping = config.ping_interval.map(|every| at.max(now - every) + every);
                     }
@@ -214,10 +232,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
 
     fn drain_queue(&mut self, write_buf: &mut WriteQueue) -> usize {
         let mut accounted = 0;
+        if self.pending.is_empty() {
+            self.peer.shared.outbox.take_all(&mut self.pending);
+        }
         while write_buf.len() < KEEP_BUFFER {
-            match self.rx.try_recv() {
-                Ok(item) => accounted += self.encode(item, write_buf),
-                Err(_) => break,
+            match self.pending.pop_front() {
+                Some(item) => accounted += self.encode(item, write_buf),
+                None => break,
             }
         }
         accounted
@@ -239,13 +260,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         match futures_util::FutureExt::now_or_never(write.as_mut()) {
             Some(written) => written.map_err(WriteFailed::Io)?,
             None => {
+                // A blocked write: rare, so its timer and abort signal live on the heap, not in every
+                // connection's task.
                 let stall = self.config.keepalive_timeout.unwrap_or(Duration::from_secs(24 * 3600));
-                tokio::select! {
-                    biased;
-                    written = &mut write => written.map_err(WriteFailed::Io)?,
-                    () = self.peer.shared.abort_signal.notified() => return Err(WriteFailed::Aborted),
-                    () = tokio::time::sleep(stall) => return Err(WriteFailed::Stalled(stall)),
-                }
+                let abort_signal = &self.peer.shared.abort_signal;
+                Box::pin(async move {
+                    tokio::select! {
+                        biased;
+                        written = &mut write => written.map_err(WriteFailed::Io),
+                        () = abort_signal.notified() => Err(WriteFailed::Aborted),
+                        () = tokio::time::sleep(stall) => Err(WriteFailed::Stalled(stall)),
+                    }
+                })
+                .await?
             }
         }
         self.peer.shared.buffered.fetch_sub(std::mem::take(accounted), Ordering::AcqRel);
@@ -350,7 +377,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     async fn linger(&mut self) {
         let _ = tokio::time::timeout(LINGER, async {
             let _ = self.io.shutdown().await;
-            let mut sink = [0u8; 1024];
+            let mut sink = vec![0u8; 1024];
             while matches!(self.io.read(&mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
@@ -383,7 +410,26 @@ async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, buffe
     if buffered {
         return Ok(buf.len());
     }
-    io.read_buf(buf).await
+    std::future::poll_fn(|cx| poll_read_pooled(Pin::new(&mut *io), cx, buf)).await
+}
+
+/// One read attempt into `buf`, which borrows a pooled buffer if it has none and gives it back if
+/// nothing arrived: waiting for data costs no memory.
+fn poll_read_pooled<IO: AsyncRead>(
+    io: Pin<&mut IO>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    if buf.capacity() == 0 {
+        *buf = buffer_pool::take();
+    } else if buf.capacity() - buf.len() < READ_CHUNK {
+        buf.reserve(READ_CHUNK);
+    }
+    let read = tokio_util::io::poll_read_buf(io, cx, buf);
+    if read.is_pending() && buf.is_empty() {
+        buffer_pool::give_back(buf);
+    }
+    read
 }
 
 /// Runs a hook, turning a returned error or a panic into an `Error`.

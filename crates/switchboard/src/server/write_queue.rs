@@ -8,6 +8,8 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::buffer_pool;
+
 /// Segments below this size are copied into the tail buffer: a copy is cheaper than another iovec.
 const COPY_BELOW: usize = 1024;
 /// At most this many segments per write call.
@@ -20,15 +22,18 @@ pub(crate) struct WriteQueue {
 }
 
 impl WriteQueue {
-    /// The buffer the wire encoder appends to.
+    /// The buffer the wire encoder appends to (borrowed from the thread's pool until written).
     pub(crate) fn buf(&mut self) -> &mut BytesMut {
+        if self.tail.capacity() == 0 {
+            self.tail = buffer_pool::take();
+        }
         &mut self.tail
     }
 
     /// Appends an already encoded frame without copying it (unless it is small).
     pub(crate) fn push_shared(&mut self, frame: Bytes) {
         if frame.len() < COPY_BELOW {
-            self.tail.extend_from_slice(&frame);
+            self.buf().extend_from_slice(&frame);
         } else {
             self.seal_tail();
             self.chunks.push_back(frame);
@@ -67,7 +72,7 @@ impl WriteQueue {
                 }
                 self.tail.advance(written);
             }
-            self.tail.clear();
+            buffer_pool::give_back(&mut self.tail);
             return io.flush().await;
         }
         self.seal_tail();
@@ -82,10 +87,7 @@ impl WriteQueue {
             self.advance(written);
         }
         io.flush().await?;
-        // Release a large tail allocation once everything is out.
-        if self.tail.capacity() > 64 * 1024 {
-            self.tail = BytesMut::new();
-        }
+        buffer_pool::give_back(&mut self.tail);
         Ok(())
     }
 
