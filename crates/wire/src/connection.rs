@@ -5,7 +5,7 @@
 //! methods into its own write buffer. On `Err`, the caller sends the close frame that
 //! [`Connection::fail`] encodes and closes the transport.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::deflate::{Compressor, Decompressor, DeflateParams, InflateError};
 use crate::frame::{FrameHeader, HeaderError, RSV1};
@@ -224,7 +224,8 @@ impl Connection {
                 return Err(ProtocolError::MessageTooBig { limit: self.config.max_message_size });
             }
         }
-        let _ = input.split_to(header_len);
+        // Dropping the header bytes moves a pointer; `split_to` would make the buffer shared.
+        input.advance(header_len);
         // The length fits in usize: it is at most max_frame_size or 125.
         Ok(Some(InFrame { header, opcode, len: header.payload_len as usize, done: 0 }))
     }

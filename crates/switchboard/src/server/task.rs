@@ -103,6 +103,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         let timer = tokio::time::sleep_until(start + Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        // The deadlines only move when the timer fires or a close is sent: recompute them only then.
+        let mut deadlines_moved = true;
         // Frames the client sent right behind its handshake are already in the buffer.
         let mut handshake_bytes = !self.read_buf.is_empty();
         loop {
@@ -111,12 +113,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             if self.peer.shared.abort.load(Ordering::Acquire) != 0 {
                 return Box::pin(self.abort(write_buf, false)).await;
             }
-            let deadline = [next_ping, keepalive_at, idle_at, close_deadline].into_iter().flatten().min();
-            if deadline != armed {
-                if let Some(at) = deadline {
-                    timer.as_mut().reset(at);
+            if deadlines_moved {
+                deadlines_moved = false;
+                let deadline = [next_ping, keepalive_at, idle_at, close_deadline].into_iter().flatten().min();
+                if deadline != armed {
+                    if let Some(at) = deadline {
+                        timer.as_mut().reset(at);
+                    }
+                    armed = deadline;
                 }
-                armed = deadline;
             }
             let outbox = &self.peer.shared.outbox;
             let pending = &self.pending;
@@ -130,6 +135,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     if self.conn.close_state() == CloseState::CloseSent && close_deadline.is_none() {
                         self.peer.set_ready_state(ReadyState::Closing);
                         close_deadline = Some(Instant::now() + config.close_timeout);
+                        deadlines_moved = true;
                     }
                 }
                 read = read_more(&mut self.io, &mut self.read_buf, handshake_bytes) => {
@@ -173,6 +179,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 }
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
+                    deadlines_moved = true;
                     let now = Instant::now();
                     if close_deadline.is_some_and(|d| now >= d) {
                         return CloseEvent { code: 1006, reason: "close handshake timed out".into(), was_clean: false };
