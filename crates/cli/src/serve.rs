@@ -70,7 +70,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let local = server.local_addr();
     let http = if scheme == "wss" { "https" } else { "http" };
+    // Signal handlers first: whoever reads the line below may send SIGTERM at once.
+    let running = server.run_until_signal();
     println!("Switchboard listening on {http}://{local}  ({scheme}://{local}/echo, {scheme}://{local}/chat)");
-    server.run_until_signal().await;
+    running.await;
     Ok(())
 }

@@ -235,11 +235,16 @@ impl Server {
         Hub { app: self.shared.clone() }
     }
 
-    /// Waits for SIGINT or SIGTERM, then shuts down gracefully.
-    pub async fn run_until_signal(self) {
-        wait_for_signal().await;
-        tracing::info!("signal received: shutting down");
-        self.shutdown().await;
+    /// Waits for SIGINT or SIGTERM, then shuts down gracefully. The handlers are installed when this
+    /// is called, not when the future is first polled: a signal that arrives in between (say, right
+    /// after the process announced that it listens) is not lost to the default action.
+    pub fn run_until_signal(self) -> impl std::future::Future<Output = ()> + Send {
+        let signal = wait_for_signal();
+        async move {
+            signal.await;
+            tracing::info!("signal received: shutting down");
+            self.shutdown().await;
+        }
     }
 
     /// Stops accepting, sends 1001 to every peer, and waits (up to the grace period) for their close
@@ -270,26 +275,25 @@ impl Server {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on either.
+fn wait_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        if let (Ok(mut interrupt), Ok(mut terminate)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        {
+            return Box::pin(async move {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
+    Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Router, mut stop: watch::Receiver<bool>) {
