@@ -86,18 +86,74 @@ pub(crate) async fn handshake_path(stream: &mut TcpStream, path: &str) -> std::i
         "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 {
+    // Servers send nothing after the 101 until the client does, so reading past the head loses nothing.
+    let mut head = [0u8; 1024];
+    let mut len = 0;
+    while !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        if len == head.len() {
+            return Err(std::io::Error::other("response head too long"));
+        }
+        let n = stream.read(&mut head[len..]).await?;
+        if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        head.push(byte[0]);
+        len += n;
     }
     if !head.starts_with(b"HTTP/1.1 101") {
-        return Err(std::io::Error::other(String::from_utf8_lossy(&head).into_owned()));
+        return Err(std::io::Error::other(String::from_utf8_lossy(&head[..len]).into_owned()));
     }
     Ok(())
+}
+
+/// Opening handshakes per second: `concurrency` loops of connect, upgrade, wait for the 101, close the
+/// TCP connection; counted after a warm-up.
+pub async fn handshakes(
+    addr: SocketAddr,
+    concurrency: usize,
+    warmup_ms: u64,
+    duration_ms: u64,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut index = worker;
+            while !stop.load(Ordering::Relaxed) {
+                index += concurrency;
+                match connect(addr, index).await {
+                    Ok(mut stream) => match handshake(&mut stream).await {
+                        Ok(()) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(warmup_ms)).await;
+    let (start_done, started) = (done.load(Ordering::Relaxed), std::time::Instant::now());
+    tokio::time::sleep(std::time::Duration::from_millis(duration_ms)).await;
+    let rate = (done.load(Ordering::Relaxed) - start_done) as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let failures = failed.load(Ordering::Relaxed);
+    if failures > done.load(Ordering::Relaxed) / 100 {
+        return Err(format!("{failures} of the handshakes failed").into());
+    }
+    Ok(rate)
 }
 
 fn cpu_seconds() -> f64 {

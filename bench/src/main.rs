@@ -78,6 +78,21 @@ enum Command {
         /// The implementation.
         name: String,
     },
+    /// Opening handshakes per second against a running server (prints the rate).
+    Handshakes {
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Concurrent handshake loops.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Warm-up in milliseconds.
+        #[arg(long, default_value_t = 300)]
+        warmup_ms: u64,
+        /// Measurement in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        duration_ms: u64,
+    },
     /// Opens idle connections and holds them (prints HELD).
     Hold {
         /// The server's port on 127.0.0.1.
@@ -134,7 +149,21 @@ enum Command {
     },
 }
 
+/// Raises this process's open-file limit to the hard limit (children inherit it): the memory scenario
+/// holds up to 19 000 connections.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    raise_file_limit();
     let cli = Cli::parse();
     // Each role runs on one core (the harness pins it with taskset): a single-threaded runtime.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -160,6 +189,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Instructions { name } => {
             println!("{:.0}", orchestrate::instructions_per_echo(&name)?);
+            Ok(())
+        }
+        Command::Handshakes { port, concurrency, warmup_ms, duration_ms } => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            println!("{:.0}", runtime.block_on(load::handshakes(addr, concurrency, warmup_ms, duration_ms))?);
             Ok(())
         }
         Command::Hold { port, connections, raw } => {

@@ -180,6 +180,46 @@ pub fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Erro
     Ok((totals[1] as f64 - totals[0] as f64) / 20_000.0)
 }
 
+/// Opening handshakes per second for each implementation, the servers alternating; median over rounds.
+fn handshake_rates(implementations: &[String], rounds: usize, duration_ms: u64) -> Vec<(String, f64)> {
+    let mut runs: Vec<(String, f64)> = Vec::new();
+    for round in 0..rounds {
+        for name in implementations.iter().filter(|n| *n != "raw-tcp") {
+            let outcome = start_server(name).and_then(|server| {
+                let me = std::env::current_exe()?;
+                let mut load = pinned("1", &me.to_string_lossy());
+                load.args([
+                    "handshakes",
+                    "--port",
+                    &server.port.to_string(),
+                    "--duration-ms",
+                    &duration_ms.to_string(),
+                ]);
+                let output = load.stderr(Stdio::inherit()).output()?;
+                if !output.status.success() {
+                    return Err(format!("{name}: the handshake load failed").into());
+                }
+                Ok(String::from_utf8_lossy(&output.stdout).trim().parse::<f64>()?)
+            });
+            match outcome {
+                Ok(rate) => {
+                    eprintln!("handshakes round {round} {name:>24}: {rate:.0} per second");
+                    runs.push((name.clone(), rate));
+                }
+                Err(error) => eprintln!("handshakes {name}: {error}"),
+            }
+        }
+    }
+    let mut medians = Vec::new();
+    for name in implementations {
+        let rates: Vec<f64> = runs.iter().filter(|(n, _)| n == name).map(|(_, r)| *r).collect();
+        if !rates.is_empty() {
+            medians.push((name.clone(), crate::report::median(rates)));
+        }
+    }
+    medians
+}
+
 /// One publisher, many subscribers: deliveries per second, median over the rounds.
 fn fan_out(subscriber_counts: &[usize], rounds: usize) -> Vec<(usize, String, f64)> {
     let mut results = Vec::new();
@@ -283,16 +323,18 @@ pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Bo
             }
         }
     }
-    let idle_connections = if quick { 2000 } else { 10_000 };
+    let idle_counts: &[usize] = if quick { &[2000] } else { &[10_000, 19_000] };
     let mut idle = Vec::new();
     let mut instructions = Vec::new();
     for name in &implementations {
-        match idle_memory(name, idle_connections) {
-            Ok(kib) => {
-                eprintln!("idle memory {name:>24}: {kib:.2} KiB per connection at {idle_connections}");
-                idle.push((name.clone(), kib));
+        for &count in idle_counts {
+            match idle_memory(name, count) {
+                Ok(kib) => {
+                    eprintln!("idle memory {name:>24}: {kib:.2} KiB per connection at {count}");
+                    idle.push((count, name.clone(), kib));
+                }
+                Err(error) => eprintln!("idle memory {name} at {count}: {error}"),
             }
-            Err(error) => eprintln!("idle memory {name}: {error}"),
         }
         match instructions_per_echo(name) {
             Ok(count) => {
@@ -302,7 +344,8 @@ pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Bo
             Err(error) => eprintln!("instructions {name}: {error}"),
         }
     }
+    let handshakes = handshake_rates(&implementations, rounds, duration_ms);
     let fanout = fan_out(if quick { &[1000] } else { &[1000, 10_000] }, rounds);
-    let extra = report::Extra { idle_connections, idle_kib: idle, instructions, fanout };
+    let extra = report::Extra { idle_counts: idle_counts.to_vec(), idle_kib: idle, instructions, fanout, handshakes };
     report::write(&measurements, &implementations, rounds, quick, &extra)
 }

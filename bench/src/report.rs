@@ -28,7 +28,8 @@ pub struct Measurement {
     pub peak_rss_kib: u64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median (the mean of the two middle values for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     match values.len() {
         0 => 0.0,
@@ -102,14 +103,16 @@ fn machine() -> String {
 
 /// Scenarios with one figure per implementation.
 pub struct Extra {
-    /// Idle connections held for the memory figure.
-    pub idle_connections: usize,
-    /// KiB of server memory per idle connection.
-    pub idle_kib: Vec<(String, f64)>,
+    /// Idle connection counts held for the memory figures.
+    pub idle_counts: Vec<usize>,
+    /// KiB of server memory per idle connection: (connections, implementation, KiB).
+    pub idle_kib: Vec<(usize, String, f64)>,
     /// User-space instructions per 20 B echo (callgrind).
     pub instructions: Vec<(String, f64)>,
     /// Fan-out: (subscribers, implementation, deliveries per second).
     pub fanout: Vec<(usize, String, f64)>,
+    /// Opening handshakes per second (median).
+    pub handshakes: Vec<(String, f64)>,
 }
 
 /// Writes BENCHMARKS.md (next to the workspace root) and bench/echo.svg.
@@ -181,17 +184,36 @@ pub fn write(
     writeln!(md)?;
     writeln!(
         md,
-        "Instructions: user-space instructions the server executes per 20 B echo (`valgrind --tool=callgrind`; 10 x 3000 minus 10 x 1000 echoes, divided by 20 000). The same number every run for the same binary: the figure to gate regressions on. Memory: server RSS with {} idle open connections minus RSS before, per connection (the kernel's socket buffers are not in it).",
-        extra.idle_connections
+        "Instructions: user-space instructions the server executes per 20 B echo (`valgrind --tool=callgrind`; 10 x 3000 minus 10 x 1000 echoes, divided by 20 000). The same number every run for the same binary: the figure to gate regressions on. Memory: server RSS with N idle open connections (opened and upgraded, then silent) minus RSS before, per connection (the kernel's socket buffers are not in it). Handshakes: 32 concurrent loops of connect, upgrade, 101, close, for {:.1} s (median of the rounds).",
+        duration_of(quick)
     )?;
     writeln!(md)?;
-    writeln!(md, "| implementation | instructions per echo | KiB per idle connection |")?;
-    writeln!(md, "| --- | --- | --- |")?;
+    let mut header = String::from("| implementation | instructions per echo |");
+    let mut rule = String::from("| --- | --- |");
+    for count in &extra.idle_counts {
+        write!(header, " KiB per idle connection at {count} |")?;
+        rule.push_str(" --- |");
+    }
+    header.push_str(" handshakes per second |");
+    rule.push_str(" --- |");
+    writeln!(md, "{header}")?;
+    writeln!(md, "{rule}")?;
     for name in implementations {
         let instructions =
             extra.instructions.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.0}"));
-        let idle = extra.idle_kib.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.2}"));
-        writeln!(md, "| {name} | {instructions} | {idle} |")?;
+        let mut row = format!("| {name} | {instructions} |");
+        for count in &extra.idle_counts {
+            let idle = extra
+                .idle_kib
+                .iter()
+                .find(|(c, n, _)| c == count && n == name)
+                .map_or("-".to_owned(), |(_, _, v)| format!("{v:.2}"));
+            write!(row, " {idle} |")?;
+        }
+        let handshakes =
+            extra.handshakes.iter().find(|(n, _)| n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.0}"));
+        write!(row, " {handshakes} |")?;
+        writeln!(md, "{row}")?;
     }
     writeln!(md)?;
     writeln!(md, "## Fan-out: one publisher, many subscribers")?;
@@ -235,6 +257,14 @@ pub fn write(
     std::fs::write(format!("{root}/bench/echo.svg"), chart(&chart_rows))?;
     eprintln!("wrote BENCHMARKS.md and bench/echo.svg");
     Ok(())
+}
+
+fn duration_of(quick: bool) -> f64 {
+    if quick {
+        1.0
+    } else {
+        2.0
+    }
 }
 
 /// A horizontal bar chart of ratios per scenario, one bar per peer, with the 1.0 line marked.
