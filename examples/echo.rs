@@ -5,9 +5,9 @@
 
 use switchboard::{define_hooks, HookSet, Message, Peer, Switchboard};
 
-/// The echo hooks.
+/// The echo hooks. The handler never awaits, so it is the synchronous form: no future per message.
 pub fn hooks() -> HookSet {
-    define_hooks().message(|peer: Peer, message: Message| async move { peer.send(message) })
+    define_hooks().message_sync(|peer: Peer, message: Message| peer.send(message))
 }
 
 #[allow(dead_code)]

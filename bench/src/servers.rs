@@ -50,7 +50,8 @@ type Result2 = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 async fn switchboard_echo(listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
     use switchboard::{define_hooks, Message, Peer, Switchboard, WsConfig};
-    let hooks = define_hooks().message(|peer: Peer, message: Message| async move { peer.send(message) });
+    // The echo handler never awaits, so it is written as the synchronous hook (no future per message).
+    let hooks = define_hooks().message_sync(|peer: Peer, message: Message| peer.send(message));
     // Pings would only add noise to a benchmark.
     let config = WsConfig::default().ping_interval(None).keepalive_timeout(None);
     let server = Switchboard::new().config(config).ws("/", hooks).serve(listener, None);

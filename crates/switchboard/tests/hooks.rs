@@ -81,36 +81,47 @@ async fn a_subprotocol_the_client_did_not_offer_is_a_500() {
     assert_eq!(refused.status, 500);
 }
 
+fn fail_panic_or_echo(peer: Peer, message: Message) -> Result<(), BoxError> {
+    match message.text()? {
+        "fail" => Err("the handler failed".into()),
+        "panic" => panic!("the handler panicked"),
+        _ => Ok(peer.send(message)?),
+    }
+}
+
 #[tokio::test]
 async fn hook_errors_and_panics_close_only_that_peer_with_1011() {
-    let (errors_tx, mut errors) = mpsc::unbounded_channel::<String>();
-    let hooks = define_hooks()
-        .message(|peer: Peer, message: Message| async move {
-            match message.text()? {
-                "fail" => Err::<(), BoxError>("the handler failed".into()),
-                "panic" => panic!("the handler panicked"),
-                _ => Ok(peer.send(message)?),
-            }
-        })
-        .error(move |_peer: Peer, error: Error| {
+    for sync in [false, true] {
+        let (errors_tx, mut errors) = mpsc::unbounded_channel::<String>();
+        let hooks = define_hooks().error(move |_peer: Peer, error: Error| {
             let errors_tx = errors_tx.clone();
             async move {
                 let _ = errors_tx.send(error.to_string());
             }
         });
-    let server = serve(Switchboard::new().ws("/ws", hooks)).await;
-    let mut bystander = TestClient::connect(server.local_addr(), "/ws").await;
-    for (trigger, expected) in
-        [("fail", "message hook failed: the handler failed"), ("panic", "message hook panicked: the handler panicked")]
-    {
-        let mut client = TestClient::connect(server.local_addr(), "/ws").await;
-        client.send_text(trigger).await;
-        let close = client.recv_close().await.expect("a close frame");
-        assert_eq!(close.code.0, 1011, "{trigger}");
-        assert_eq!(errors.recv().await.as_deref(), Some(expected));
-        // The server and the other peers carry on.
-        bystander.send_text("still alive").await;
-        assert_eq!(bystander.recv_text().await, "still alive");
+        // The same handler as an async hook and as a synchronous one (`message_sync`).
+        let hooks = if sync {
+            hooks.message_sync(fail_panic_or_echo)
+        } else {
+            hooks.message(|peer: Peer, message: Message| async move { fail_panic_or_echo(peer, message) })
+        };
+        let server = serve(Switchboard::new().ws("/ws", hooks)).await;
+        let mut bystander = TestClient::connect(server.local_addr(), "/ws").await;
+        bystander.send_text("echo").await;
+        assert_eq!(bystander.recv_text().await, "echo", "sync: {sync}");
+        for (trigger, expected) in [
+            ("fail", "message hook failed: the handler failed"),
+            ("panic", "message hook panicked: the handler panicked"),
+        ] {
+            let mut client = TestClient::connect(server.local_addr(), "/ws").await;
+            client.send_text(trigger).await;
+            let close = client.recv_close().await.expect("a close frame");
+            assert_eq!(close.code.0, 1011, "{trigger}, sync: {sync}");
+            assert_eq!(errors.recv().await.as_deref(), Some(expected));
+            // The server and the other peers carry on.
+            bystander.send_text("still alive").await;
+            assert_eq!(bystander.recv_text().await, "still alive");
+        }
     }
 }
 

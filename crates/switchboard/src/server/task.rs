@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::app::AppShared;
 use super::buffer_pool;
 use super::config::WsConfig;
-use super::hooks::{DynHooks, HookResult};
+use super::hooks::{DynHooks, Handled, HookResult};
 use super::peer::{Outgoing, Peer, ReadyState, TERMINATE};
 use super::write_queue::WriteQueue;
 use crate::error::{CloseEvent, Error};
@@ -156,7 +156,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                             Ok(Some(Event::Message(kind, data))) => {
                                 last_message = last_frame;
                                 let message = Message::from_wire(kind, data);
-                                if let Err(error) = call_hook("message", self.hooks.message(self.peer.clone(), message)).await {
+                                let handled = match self.hooks.message_now(&self.peer, message) {
+                                    Handled::Done(handled) => handled,
+                                    Handled::Async(message) => call_hook("message", self.hooks.message(self.peer.clone(), message)).await,
+                                };
+                                if let Err(error) = handled {
                                     return Box::pin(self.fail_internal(error, write_buf)).await;
                                 }
                             }
