@@ -8,6 +8,7 @@
 mod fanout;
 mod load;
 mod orchestrate;
+mod profile;
 mod report;
 mod servers;
 
@@ -76,6 +77,12 @@ enum Command {
     /// Measures one implementation's user-space instructions per 20-byte echo (callgrind).
     Instructions {
         /// The implementation.
+        name: String,
+    },
+    /// Where one echo's instructions go, by function and component (writes bench/PROFILE.md).
+    Profile {
+        /// The implementation.
+        #[arg(default_value = "switchboard")]
         name: String,
     },
     /// Opening handshakes per second against a running server (prints the rate).
@@ -191,6 +198,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{:.0}", orchestrate::instructions_per_echo(&name)?);
             Ok(())
         }
+        Command::Profile { name } => profile::profile(&name),
         Command::Handshakes { port, concurrency, warmup_ms, duration_ms } => {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             println!("{:.0}", runtime.block_on(load::handshakes(addr, concurrency, warmup_ms, duration_ms))?);

@@ -136,19 +136,39 @@ pub fn idle_memory(name: &str, connections: usize) -> Result<f64, Box<dyn std::e
 /// fixed amount of work (10 x 1000 and 10 x 3000 echoes); the difference over the 20 000 extra echoes
 /// cancels start-up, handshakes and shutdown. Deterministic for the same binary and inputs.
 pub fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Error>> {
-    let me = std::env::current_exe()?;
+    let profiles = callgrind_runs(name)?;
     let mut totals = Vec::new();
+    for path in &profiles {
+        let profile = std::fs::read_to_string(path)?;
+        let _ = std::fs::remove_file(path);
+        let total: u64 = profile
+            .lines()
+            .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or("no totals in the callgrind output")?;
+        totals.push(total);
+    }
+    Ok((totals[1] as f64 - totals[0] as f64) / EXTRA_ECHOES)
+}
+
+/// The echoes the second callgrind run does beyond the first.
+pub const EXTRA_ECHOES: f64 = 20_000.0;
+
+/// Runs `name` under callgrind twice (10 x 1000 and 10 x 3000 echoes of 20 B) and returns the two
+/// profile files (the caller removes them).
+pub fn callgrind_runs(name: &str) -> Result<Vec<std::path::PathBuf>, Box<dyn std::error::Error>> {
+    if name == "node-ws" {
+        return Err("not measured under callgrind (a JIT)".into());
+    }
+    let me = std::env::current_exe()?;
+    let mut profiles = Vec::new();
     for echoes in [1000usize, 3000] {
         let out = std::env::temp_dir().join(format!("switchboard-bench-{name}-{echoes}.callgrind"));
         let _ = std::fs::remove_file(&out);
-        let mut command = if name == "node-ws" {
-            return Err("not measured under callgrind (a JIT)".into());
-        } else {
-            let mut command = Command::new("valgrind");
-            command.args(["--tool=callgrind", &format!("--callgrind-out-file={}", out.display())]);
-            command.arg(&me).args(["server", name]);
-            command
-        };
+        let mut command = Command::new("valgrind");
+        command.args(["--tool=callgrind", &format!("--callgrind-out-file={}", out.display())]);
+        command.arg(&me).args(["server", name]);
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
@@ -167,17 +187,9 @@ pub fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Erro
         if !status.success() {
             return Err(format!("{name}: the fixed load failed").into());
         }
-        let profile = std::fs::read_to_string(&out)?;
-        let total: u64 = profile
-            .lines()
-            .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or("no totals in the callgrind output")?;
-        totals.push(total);
-        let _ = std::fs::remove_file(&out);
+        profiles.push(out);
     }
-    Ok((totals[1] as f64 - totals[0] as f64) / 20_000.0)
+    Ok(profiles)
 }
 
 /// Opening handshakes per second for each implementation, the servers alternating; median over rounds.

@@ -145,6 +145,7 @@ pub fn write(
     writeln!(md, "- Method: echo of binary messages; the server pinned to core 0, the load generator to core 1 (`taskset`); {rounds} rounds per scenario with the servers alternating (A B A B); the table shows medians. Wall-clock figures on this shared machine move 15-20% between runs: read the ratios.")?;
     writeln!(md, "- A run marked `*` had the generator at more than 90% of its core: the generator, not the server, may have been the limit.")?;
     writeln!(md)?;
+    write_targets(&mut md, &summary, &scenarios, extra)?;
     writeln!(md, "## Echo throughput (messages per second, median)")?;
     writeln!(md)?;
     let mut header = String::from("| scenario | switchboard |");
@@ -256,6 +257,67 @@ pub fn write(
     std::fs::write(format!("{root}/BENCHMARKS.md"), md)?;
     std::fs::write(format!("{root}/bench/echo.svg"), chart(&chart_rows))?;
     eprintln!("wrote BENCHMARKS.md and bench/echo.svg");
+    Ok(())
+}
+
+/// The targets of the benchmark issue, each with its verdict from this run.
+fn write_targets(
+    md: &mut String,
+    summary: &BTreeMap<(Scenario, String), Summary>,
+    scenarios: &[Scenario],
+    extra: &Extra,
+) -> std::fmt::Result {
+    let verdict = |met: bool| if met { "met" } else { "not met" };
+    writeln!(md, "## Targets")?;
+    writeln!(md)?;
+    writeln!(md, "| target | this run | verdict |")?;
+    writeln!(md, "| --- | --- | --- |")?;
+    for rival in ["fastwebsockets", "tokio-websockets"] {
+        let ratios: Vec<(String, f64)> = scenarios
+            .iter()
+            .filter_map(|scenario| {
+                let ours = summary.get(&(scenario.clone(), "switchboard".to_owned()))?.throughput;
+                let theirs = summary.get(&(scenario.clone(), rival.to_owned()))?.throughput;
+                (theirs > 0.0).then(|| (scenario.to_string(), ours / theirs))
+            })
+            .collect();
+        if let Some((worst_scenario, worst)) = ratios.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+            let best = ratios.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+            writeln!(
+                md,
+                "| echo >= 1.1x {rival} in every scenario | {worst:.2}x ({worst_scenario}) to {best:.2}x | {} |",
+                verdict(*worst >= 1.1)
+            )?;
+        }
+    }
+    if let Some((_, ours)) = extra.instructions.iter().find(|(n, _)| n == "switchboard") {
+        writeln!(
+            md,
+            "| <= 900 instructions per 20 B echo | {ours:.0} (breakdown: [bench/PROFILE.md](bench/PROFILE.md)) | {} |",
+            verdict(*ours <= 900.0)
+        )?;
+    }
+    for (count, name, kib) in &extra.idle_kib {
+        if name == "switchboard" {
+            writeln!(md, "| < 1 KiB per idle connection | {kib:.2} KiB at {count} | {} |", verdict(*kib < 1.0))?;
+        }
+    }
+    let mut counts: Vec<usize> = extra.fanout.iter().map(|(n, _, _)| *n).collect();
+    counts.dedup();
+    for count in counts {
+        let rate = |name: &str| extra.fanout.iter().find(|(n, i, _)| *n == count && i == name).map(|(_, _, r)| *r);
+        if let (Some(ours), Some(theirs)) = (rate("switchboard-topics"), rate("tokio-tungstenite-loop")) {
+            if theirs > 0.0 {
+                let ratio = ours / theirs;
+                writeln!(
+                    md,
+                    "| fan-out >= 3x a per-peer send loop | {ratio:.1}x at {count} subscribers | {} |",
+                    verdict(ratio >= 3.0)
+                )?;
+            }
+        }
+    }
+    writeln!(md)?;
     Ok(())
 }
 
