@@ -185,7 +185,7 @@ pub fn write(
     writeln!(md)?;
     writeln!(
         md,
-        "Instructions: user-space instructions the server executes per 20 B echo (`valgrind --tool=callgrind`; 10 x 3000 minus 10 x 1000 echoes, divided by 20 000; 10 x 300 minus 10 x 100 for the two servers that cost ~160 000 per echo). The same number every run for the same binary: the figure to gate regressions on. Memory: server RSS with N idle open connections (opened and upgraded, then silent) minus RSS before, per connection (the kernel's socket buffers are not in it). Handshakes: 32 concurrent loops of connect, upgrade, 101, close, for {:.1} s (median of the rounds).",
+        "Instructions: user-space instructions the server executes per 20 B echo (`valgrind --tool=callgrind`; 10 x 3000 minus 10 x 1000 echoes, divided by 20 000). The same number every run for the same binary: the figure to gate regressions on. Memory: server RSS with N idle open connections (opened and upgraded, then silent) minus RSS before, per connection (the kernel's socket buffers are not in it). Handshakes: 32 concurrent loops of connect, upgrade, 101, close, for {:.1} s (median of the rounds).",
         duration_of(quick)
     )?;
     writeln!(md)?;
