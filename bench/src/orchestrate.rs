@@ -155,11 +155,9 @@ pub fn instructions_per_echo(name: &str) -> Result<f64, Box<dyn std::error::Erro
 /// Echoes per connection in the two callgrind runs. The same for every server: fewer echoes for the
 /// slow ones (a 128 KiB buffer zero-filled per read) were tried and moved their figure by half, so the
 /// quick mode pays the few minutes instead.
-fn echo_counts(_name: &str) -> [usize; 2] {
-    [1000, 3000]
-}
+const ECHO_COUNTS: [usize; 2] = [1000, 3000];
 
-/// Runs `name` under callgrind twice (10 connections x the two `echo_counts` of 20 B) and returns the
+/// Runs `name` under callgrind twice (10 connections x the two `ECHO_COUNTS` of 20 B) and returns the
 /// two profile files (the caller removes them) and how many more echoes the second run did.
 pub fn callgrind_runs(name: &str) -> Result<(Vec<std::path::PathBuf>, f64), Box<dyn std::error::Error>> {
     if name == "node-ws" {
@@ -167,7 +165,7 @@ pub fn callgrind_runs(name: &str) -> Result<(Vec<std::path::PathBuf>, f64), Box<
     }
     let me = std::env::current_exe()?;
     let mut profiles = Vec::new();
-    let counts = echo_counts(name);
+    let counts = ECHO_COUNTS;
     for echoes in counts {
         let out = std::env::temp_dir().join(format!("switchboard-bench-{name}-{echoes}.callgrind"));
         let _ = std::fs::remove_file(&out);
