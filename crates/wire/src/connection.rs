@@ -364,9 +364,16 @@ impl Connection {
                     Role::Client => (params.client_max_window_bits, params.client_no_context_takeover),
                 };
                 let level = self.config.compression_level;
-                let compressor = self.compressor.get_or_insert_with(|| Box::new(Compressor::new(level, bits, reset)));
                 let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 16);
-                compressor.compress(payload, &mut compressed);
+                if reset {
+                    // Without context takeover nothing carries over between messages, so one compressor
+                    // per thread and setting serves every connection: a zlib state is ~256 KiB.
+                    compress_shared(level, bits, payload, &mut compressed);
+                } else {
+                    let compressor =
+                        self.compressor.get_or_insert_with(|| Box::new(Compressor::new(level, bits, false)));
+                    compressor.compress(payload, &mut compressed);
+                }
                 self.encode_frame(opcode, RSV1, &compressed, out);
             }
             _ => self.encode_frame(opcode, 0, payload, out),
@@ -438,6 +445,28 @@ impl Connection {
     }
 }
 
+thread_local! {
+    /// Compressors that reset after every message, by (level, window bits), shared by the connections
+    /// of this thread that negotiated no context takeover.
+    static SHARED_COMPRESSORS: std::cell::RefCell<Vec<((u32, u8), Compressor)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Compresses one whole message with this thread's reset-per-message compressor for the setting.
+fn compress_shared(level: u32, bits: u8, payload: &[u8], out: &mut BytesMut) {
+    SHARED_COMPRESSORS.with(|compressors| {
+        let mut compressors = compressors.borrow_mut();
+        let index = match compressors.iter().position(|(key, _)| *key == (level, bits)) {
+            Some(index) => index,
+            None => {
+                compressors.push(((level, bits), Compressor::new(level, bits, true)));
+                compressors.len() - 1
+            }
+        };
+        compressors[index].1.compress(payload, out);
+    });
+}
+
 /// Appends one unmasked, final frame: what a server sends. Encoding a publication once with this and
 /// sending the same bytes to every subscriber is how fan-out avoids per-peer work.
 pub fn encode_frame(opcode: OpCode, rsv: u8, payload: &[u8], out: &mut BytesMut) {
@@ -454,13 +483,13 @@ pub fn server_frame(kind: MessageKind, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// A compressed server frame as its own buffer, from a `compressor` that resets after each message.
-/// Such a frame can be shared by every peer that negotiated `server_no_context_takeover` with a window
-/// at least as large as the compressor's: none of them keeps state between messages.
-pub fn server_frame_compressed(kind: MessageKind, payload: &[u8], compressor: &mut Compressor) -> Bytes {
+/// A compressed server frame as its own buffer, made with this thread's reset-per-message compressor
+/// for `level` and `window_bits`. Such a frame can be shared by every peer that negotiated
+/// `server_no_context_takeover` with that window: none of them keeps state between messages.
+pub fn server_frame_compressed(kind: MessageKind, payload: &[u8], level: u32, window_bits: u8) -> Bytes {
     let opcode = if kind == MessageKind::Text { OpCode::Text } else { OpCode::Binary };
     let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 64);
-    compressor.compress(payload, &mut compressed);
+    compress_shared(level, window_bits, payload, &mut compressed);
     let mut out = BytesMut::with_capacity(compressed.len() + 10);
     encode_frame(opcode, RSV1, &compressed, &mut out);
     out.freeze()

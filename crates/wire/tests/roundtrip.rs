@@ -7,9 +7,15 @@ use switchboard_wire::deflate::DeflateParams;
 use switchboard_wire::{Config, Connection, Event, MessageKind, Role};
 
 fn deflate() -> DeflateParams {
+    deflate_with(false)
+}
+
+/// `no_takeover`: both sides reset after every message (the sender then uses its thread's shared
+/// compressor).
+fn deflate_with(no_takeover: bool) -> DeflateParams {
     DeflateParams {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
+        server_no_context_takeover: no_takeover,
+        client_no_context_takeover: no_takeover,
         server_max_window_bits: 15,
         client_max_window_bits: 15,
     }
@@ -22,8 +28,15 @@ fn message() -> impl Strategy<Value = (MessageKind, Vec<u8>)> {
     ]
 }
 
-fn transfer(from: Role, compressed: bool, messages: &[(MessageKind, Vec<u8>)], cuts: &[usize]) -> Vec<Event> {
-    let config = Config { deflate: compressed.then(deflate), compression_threshold: 0, ..Config::default() };
+fn transfer(
+    from: Role,
+    compressed: bool,
+    no_takeover: bool,
+    messages: &[(MessageKind, Vec<u8>)],
+    cuts: &[usize],
+) -> Vec<Event> {
+    let deflate = compressed.then(|| deflate_with(no_takeover));
+    let config = Config { deflate, compression_threshold: 0, ..Config::default() };
     let mut sender = Connection::new(from, config.clone(), 7);
     let to = if from == Role::Client { Role::Server } else { Role::Client };
     let mut receiver = Connection::new(to, config, 9);
@@ -57,9 +70,10 @@ proptest! {
         cuts in proptest::collection::vec(1usize..5000, 1..8),
         from_client in any::<bool>(),
         compressed in any::<bool>(),
+        no_takeover in any::<bool>(),
     ) {
         let from = if from_client { Role::Client } else { Role::Server };
-        let events = transfer(from, compressed, &messages, &cuts);
+        let events = transfer(from, compressed, no_takeover, &messages, &cuts);
         let expected: Vec<Event> = messages.iter().map(|(k, p)| Event::Message(*k, p.clone().into())).collect();
         prop_assert_eq!(events, expected);
     }

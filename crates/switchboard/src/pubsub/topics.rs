@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_wire::deflate::Compressor;
 use switchboard_wire::{server_frame, server_frame_compressed};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -102,9 +101,6 @@ enum Stamp {
 /// Messages shorter than this go out uncompressed: DEFLATE would make them longer.
 const COMPRESSION_THRESHOLD: usize = 32;
 
-/// Compressors that reset after every message, one per setting, shared by all publications.
-type SharedCompressors = Mutex<Vec<(SharedCompression, Compressor)>>;
-
 /// The frames of one publication, each built on first use: the plain frame, and one compressed frame
 /// per compression setting among its subscribers that negotiated `server_no_context_takeover` (with no
 /// context kept between messages, one compressed frame is valid for all of them).
@@ -112,12 +108,11 @@ struct PublicationFrames<'a> {
     message: &'a Message,
     plain: Option<Bytes>,
     compressed: Vec<(SharedCompression, Bytes)>,
-    compressors: &'a SharedCompressors,
 }
 
 impl<'a> PublicationFrames<'a> {
-    fn new(message: &'a Message, compressors: &'a SharedCompressors) -> Self {
-        Self { message, plain: None, compressed: Vec::new(), compressors }
+    fn new(message: &'a Message) -> Self {
+        Self { message, plain: None, compressed: Vec::new() }
     }
 
     fn for_peer(&mut self, peer: &Peer) -> Bytes {
@@ -127,15 +122,8 @@ impl<'a> PublicationFrames<'a> {
                 if let Some((_, frame)) = self.compressed.iter().find(|(s, _)| *s == setting) {
                     return frame.clone();
                 }
-                let mut compressors = lock(self.compressors);
-                let index = match compressors.iter().position(|(s, _)| *s == setting) {
-                    Some(index) => index,
-                    None => {
-                        compressors.push((setting, Compressor::new(setting.level, setting.window_bits, true)));
-                        compressors.len() - 1
-                    }
-                };
-                let frame = server_frame_compressed(message.kind(), message.bytes(), &mut compressors[index].1);
+                let frame =
+                    server_frame_compressed(message.kind(), message.bytes(), setting.level, setting.window_bits);
                 self.compressed.push((setting, frame.clone()));
                 frame
             }
@@ -145,13 +133,11 @@ impl<'a> PublicationFrames<'a> {
 }
 
 pub(crate) struct Topics {
-    /// Lock order: the table, then a topic, then the compressors. Publishing takes the table's read
-    /// lock only.
+    /// Lock order: the table, then a topic. Publishing takes the table's read lock only.
     table: RwLock<HashMap<Arc<str>, Arc<Mutex<Topic>>>>,
     pub(crate) config: RwLock<PubSubConfig>,
     broker: RwLock<SharedBroker>,
     counters: Counters,
-    compressors: SharedCompressors,
 }
 
 impl Default for Topics {
@@ -161,7 +147,6 @@ impl Default for Topics {
             config: RwLock::default(),
             broker: RwLock::new(Arc::new(MemoryBroker)),
             counters: Counters::default(),
-            compressors: Mutex::default(),
         }
     }
 }
@@ -319,7 +304,7 @@ impl Topics {
         for (offset, message) in missed {
             let position = Position { epoch: epoch.to_owned(), offset };
             let message = format.apply(&Publication { topic, position: Some(&position), message: &message });
-            let frame = PublicationFrames::new(&message, &self.compressors).for_peer(peer);
+            let frame = PublicationFrames::new(&message).for_peer(peer);
             self.enqueue(topic, peer, frame, message.len());
         }
     }
@@ -409,7 +394,7 @@ impl Topics {
                     &formatted
                 }
             };
-            let mut frames = PublicationFrames::new(message, &self.compressors);
+            let mut frames = PublicationFrames::new(message);
             let mut delivered = 0;
             for (id, subscriber) in entry.subscribers.iter_mut() {
                 if Some(*id) == except {
