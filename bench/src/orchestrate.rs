@@ -195,27 +195,27 @@ pub fn callgrind_runs(name: &str) -> Result<(Vec<std::path::PathBuf>, f64), Box<
     Ok((profiles, 10.0 * (counts[1] - counts[0]) as f64))
 }
 
+/// Starts the server `name`, runs the generator subcommand `args` against it (pinned to core 1, with
+/// `--port` added) and returns the one figure the generator prints.
+fn generator_figure(name: &str, args: &[&str]) -> Result<f64, Box<dyn std::error::Error>> {
+    let server = start_server(name)?;
+    let me = std::env::current_exe()?;
+    let mut load = pinned("1", &me.to_string_lossy());
+    load.args(args).args(["--port", &server.port.to_string()]);
+    let output = load.stderr(Stdio::inherit()).output()?;
+    if !output.status.success() {
+        return Err(format!("{name}: `{}` failed", args.join(" ")).into());
+    }
+    let figure = String::from_utf8_lossy(&output.stdout).trim().parse::<f64>()?;
+    Ok(figure)
+}
+
 /// Opening handshakes per second for each implementation, the servers alternating; median over rounds.
 fn handshake_rates(implementations: &[String], rounds: usize, duration_ms: u64) -> Vec<(String, f64)> {
     let mut runs: Vec<(String, f64)> = Vec::new();
     for round in 0..rounds {
         for name in implementations.iter().filter(|n| *n != "raw-tcp") {
-            let outcome = start_server(name).and_then(|server| {
-                let me = std::env::current_exe()?;
-                let mut load = pinned("1", &me.to_string_lossy());
-                load.args([
-                    "handshakes",
-                    "--port",
-                    &server.port.to_string(),
-                    "--duration-ms",
-                    &duration_ms.to_string(),
-                ]);
-                let output = load.stderr(Stdio::inherit()).output()?;
-                if !output.status.success() {
-                    return Err(format!("{name}: the handshake load failed").into());
-                }
-                Ok(String::from_utf8_lossy(&output.stdout).trim().parse::<f64>()?)
-            });
+            let outcome = generator_figure(name, &["handshakes", "--duration-ms", &duration_ms.to_string()]);
             match outcome {
                 Ok(rate) => {
                     eprintln!("handshakes round {round} {name:>24}: {rate:.0} per second");
@@ -229,7 +229,7 @@ fn handshake_rates(implementations: &[String], rounds: usize, duration_ms: u64) 
     for name in implementations {
         let rates: Vec<f64> = runs.iter().filter(|(n, _)| n == name).map(|(_, r)| *r).collect();
         if !rates.is_empty() {
-            medians.push((name.clone(), crate::report::median(rates)));
+            medians.push((name.clone(), report::median(rates)));
         }
     }
     medians
@@ -242,21 +242,7 @@ fn fan_out(subscriber_counts: &[usize], rounds: usize) -> Vec<(usize, String, f6
         let mut runs: Vec<(String, f64)> = Vec::new();
         for round in 0..rounds {
             for name in crate::fanout::FANOUT_IMPLEMENTATIONS {
-                let outcome = start_server(name).and_then(|server| {
-                    let me = std::env::current_exe()?;
-                    let mut load = pinned("1", &me.to_string_lossy());
-                    load.args([
-                        "fanout",
-                        "--port",
-                        &server.port.to_string(),
-                        "--subscribers",
-                        &subscribers.to_string(),
-                    ]);
-                    let output = load.stderr(Stdio::inherit()).output()?;
-                    let rate: f64 =
-                        String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| "no fan-out result")?;
-                    Ok(rate)
-                });
+                let outcome = generator_figure(name, &["fanout", "--subscribers", &subscribers.to_string()]);
                 match outcome {
                     Ok(rate) => {
                         eprintln!(
@@ -269,14 +255,10 @@ fn fan_out(subscriber_counts: &[usize], rounds: usize) -> Vec<(usize, String, f6
             }
         }
         for name in crate::fanout::FANOUT_IMPLEMENTATIONS {
-            let mut rates: Vec<f64> = runs.iter().filter(|(n, _)| n == name).map(|(_, r)| *r).collect();
-            rates.sort_by(|a, b| a.total_cmp(b));
-            let median = match rates.len() {
-                0 => continue,
-                n if n % 2 == 1 => rates[n / 2],
-                n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
-            };
-            results.push((subscribers, (*name).to_owned(), median));
+            let rates: Vec<f64> = runs.iter().filter(|(n, _)| n == name).map(|(_, r)| *r).collect();
+            if !rates.is_empty() {
+                results.push((subscribers, (*name).to_owned(), report::median(rates)));
+            }
         }
     }
     results
