@@ -73,6 +73,13 @@ struct Counters {
     slow_closed: AtomicU64,
 }
 
+/// A subscriber's queue limit and what happens beyond it.
+#[derive(Clone, Copy)]
+struct QueueLimits {
+    limit: usize,
+    policy: SlowConsumerPolicy,
+}
+
 /// Where a publication's position comes from.
 pub(crate) enum Positioned {
     /// Known now (memory history), or none (no history, or not recorded).
@@ -287,12 +294,13 @@ impl Topics {
             }
         };
         let covered = if recovery.recovered { recovery.position.offset } else { 0 };
+        let limits = self.queue_limits();
         self.with_topic(topic, |entry| {
             let Some(subscriber) = entry.subscribers.get_mut(&peer.id()) else { return };
             let held = subscriber.pending.take().unwrap_or_default();
             self.replay(topic, peer, &recovery.position.epoch, missed);
             for pending in held.into_iter().filter(|p| p.offset.is_none_or(|offset| offset > covered)) {
-                self.enqueue(topic, peer, pending.frame, pending.len);
+                self.enqueue(topic, peer, pending.frame, pending.len, limits);
             }
         });
         recovery
@@ -301,20 +309,24 @@ impl Topics {
     /// Queues missed publications to `peer`, formatted with their positions.
     fn replay(&self, topic: &str, peer: &Peer, epoch: &str, missed: Vec<(u64, Message)>) {
         let format = read(&self.config).format.clone();
+        let limits = self.queue_limits();
         for (offset, message) in missed {
             let position = Position { epoch: epoch.to_owned(), offset };
             let message = format.apply(&Publication { topic, position: Some(&position), message: &message });
             let frame = PublicationFrames::new(&message).for_peer(peer);
-            self.enqueue(topic, peer, frame, message.len());
+            self.enqueue(topic, peer, frame, message.len(), limits);
         }
     }
 
+    /// The slow-consumer limit and policy, read once per publication rather than once per subscriber.
+    fn queue_limits(&self) -> QueueLimits {
+        let config = read(&self.config);
+        QueueLimits { limit: config.max_subscriber_queue, policy: config.slow_consumer }
+    }
+
     /// Queues a framed publication to one subscriber under the slow-consumer policy.
-    fn enqueue(&self, topic: &str, peer: &Peer, frame: Bytes, len: usize) -> bool {
-        let (limit, policy) = {
-            let config = read(&self.config);
-            (config.max_subscriber_queue, config.slow_consumer)
-        };
+    fn enqueue(&self, topic: &str, peer: &Peer, frame: Bytes, len: usize, limits: QueueLimits) -> bool {
+        let QueueLimits { limit, policy } = limits;
         match peer.enqueue_item(Outgoing::Frame { frame, accounted: len }, len, limit, policy) {
             Ok(()) => true,
             Err(crate::SendError::QueueFull { .. }) => {
@@ -380,6 +392,7 @@ impl Topics {
     fn deliver(&self, topic: &str, message: &Message, except: Option<Uuid>, stamp: Stamp) -> (usize, Option<Position>) {
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         let format = read(&self.config).format.clone();
+        let limits = self.queue_limits();
         let fan_out = |entry: &mut Topic| {
             let position = match stamp {
                 Stamp::Local => entry.history.as_mut().map(|h| h.append(message)),
@@ -405,7 +418,7 @@ impl Topics {
                     pending.push(Pending { offset, frame: frames.for_peer(&subscriber.peer), len: message.len() });
                     continue;
                 }
-                if self.enqueue(topic, &subscriber.peer, frames.for_peer(&subscriber.peer), message.len()) {
+                if self.enqueue(topic, &subscriber.peer, frames.for_peer(&subscriber.peer), message.len(), limits) {
                     delivered += 1;
                 }
             }
