@@ -38,6 +38,17 @@ pub struct ServeArgs {
     /// Seconds a publication stays in the history.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, env = "SWITCHBOARD_HISTORY_TTL")]
     history_ttl: u64,
+    /// MiB that the history of all rooms together may hold in memory (without --broker); the oldest
+    /// publications are evicted first.
+    #[arg(long, value_name = "MIB", default_value_t = 64, env = "SWITCHBOARD_HISTORY_MAX_MIB")]
+    history_max_mib: usize,
+    /// MiB that incomplete incoming messages may hold, all connections together; the connection that
+    /// goes past it is closed with 1013 (1009 if its message alone is larger).
+    #[arg(long, value_name = "MIB", default_value_t = 64, env = "SWITCHBOARD_MAX_INCOMPLETE_MIB")]
+    max_incomplete_mib: usize,
+    /// Seconds a client has to complete a message once it started sending it (1008 after that).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "SWITCHBOARD_MESSAGE_TIMEOUT")]
+    message_timeout: u64,
 }
 
 const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n";
@@ -47,15 +58,21 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Without server context takeover a chat publication is compressed once for every member, and no
     // connection keeps a compression window between messages.
     let deflate = DeflateConfig { server_no_context_takeover: true, ..DeflateConfig::default() };
-    let config = WsConfig::default().compression(Some(deflate));
-    let mut app = Switchboard::new();
+    let config = WsConfig::default()
+        .compression(Some(deflate))
+        .message_timeout(Some(Duration::from_secs(args.message_timeout.max(1))));
+    let mut app = Switchboard::new().max_incomplete_bytes(args.max_incomplete_mib.saturating_mul(1 << 20));
     if let Some(url) = &args.broker {
         let broker = switchboard::pubsub::RedisBroker::new(url).map_err(|e| format!("--broker {url}: {e}"))?;
         app = app.broker(broker);
         tracing::info!(%url, "publications cross nodes through Redis");
     }
     if args.history > 0 {
-        let history = HistoryConfig { size: args.history, ttl: Duration::from_secs(args.history_ttl.max(1)) };
+        let history = HistoryConfig {
+            size: args.history,
+            ttl: Duration::from_secs(args.history_ttl.max(1)),
+            max_bytes: args.history_max_mib.saturating_mul(1 << 20),
+        };
         app = app.pubsub(PubSubConfig { history: Some(history), ..PubSubConfig::default() });
     }
     let app = app
@@ -63,10 +80,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .ws("/echo", echo::hooks())
         .ws("/chat", chat::hooks())
         .merge(axum::Router::new().route("/", get(|| async { INDEX })));
-    let addr = (args.host, args.port);
+    let addr = std::net::SocketAddr::from((args.host, args.port));
+    let cannot_listen = |error: std::io::Error| format!("cannot listen on {addr}: {error}");
     let (server, scheme) = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => (app.bind_tls(addr, TlsConfig::from_pem_files(cert, key)?).await?, "wss"),
-        _ => (app.bind(addr).await?, "ws"),
+        (Some(cert), Some(key)) => {
+            let tls = TlsConfig::from_pem_files(cert, key)?;
+            (app.bind_tls(addr, tls).await.map_err(cannot_listen)?, "wss")
+        }
+        _ => (app.bind(addr).await.map_err(cannot_listen)?, "ws"),
     };
     let local = server.local_addr();
     let http = if scheme == "wss" { "https" } else { "http" };

@@ -36,6 +36,22 @@ pub enum Error {
     /// The peer sent nothing (not even a pong) for too long.
     #[error("no frame from the peer for {0:?}: keep-alive timeout")]
     KeepaliveTimeout(std::time::Duration),
+    /// The peer started a message and did not complete it in time (`WsConfig::message_timeout`); it
+    /// was closed with 1008.
+    #[error("message not completed within {0:?}")]
+    MessageTimeout(std::time::Duration),
+    /// Incomplete incoming messages on all connections together held more than the server's budget
+    /// (`Switchboard::max_incomplete_bytes`); this peer's input took the total past it, and it was
+    /// closed with 1013 (or 1009 when its own message was larger than the whole budget).
+    #[error("incomplete messages over budget: this peer held {held} bytes, all peers {total}, budget {budget}")]
+    IncompleteBudget {
+        /// Bytes of incomplete messages this peer held.
+        held: usize,
+        /// Bytes of incomplete messages held by all peers.
+        total: usize,
+        /// The server-wide budget.
+        budget: usize,
+    },
     /// More bytes were queued for the peer than its limit allows.
     #[error("slow consumer: {buffered} bytes queued, limit {limit}")]
     SlowConsumer {

@@ -159,7 +159,11 @@ async fn a_stalled_subscriber_is_closed_without_slowing_the_others() {
 #[tokio::test]
 async fn subscribe_since_replays_what_was_missed_or_says_it_cannot() {
     let config = PubSubConfig {
-        history: Some(switchboard::pubsub::HistoryConfig { size: 5, ttl: Duration::from_secs(60) }),
+        history: Some(switchboard::pubsub::HistoryConfig {
+            size: 5,
+            ttl: Duration::from_secs(60),
+            ..Default::default()
+        }),
         ..PubSubConfig::default()
     };
     let hooks = define_hooks()
@@ -203,7 +207,11 @@ async fn subscribe_since_replays_what_was_missed_or_says_it_cannot() {
 #[tokio::test]
 async fn the_json_envelope_gives_subscribers_the_position_of_every_publication_and_replay() {
     let config = PubSubConfig {
-        history: Some(switchboard::pubsub::HistoryConfig { size: 10, ttl: Duration::from_secs(60) }),
+        history: Some(switchboard::pubsub::HistoryConfig {
+            size: 10,
+            ttl: Duration::from_secs(60),
+            ..Default::default()
+        }),
         format: switchboard::pubsub::PublicationFormat::JsonEnvelope,
         ..PubSubConfig::default()
     };

@@ -160,6 +160,12 @@ impl Connection {
         self.frame.is_some() || self.message.is_some()
     }
 
+    /// Bytes of a fragmented or compressed message assembled so far (not counting the frame whose
+    /// payload is still in the caller's input buffer).
+    pub fn partial_len(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.data.len())
+    }
+
     /// Parses the next event from the front of `input`, consuming what it used.
     ///
     /// Returns `Ok(None)` when more bytes are needed. After an error, or once the peer's close frame has

@@ -2,10 +2,13 @@
 //! so a subscriber that reconnects can ask for what it missed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::framed::Framed;
 use crate::Message;
 
 /// How much history each topic keeps.
@@ -13,13 +16,22 @@ use crate::Message;
 pub struct HistoryConfig {
     /// Publications kept per topic.
     pub size: usize,
-    /// Publications older than this are forgotten.
+    /// Publications older than this are forgotten (on time: a sweep runs every second).
     pub ttl: Duration,
+    /// Bytes the history of all topics together may hold in this node's memory (default 64 MiB); past
+    /// it the oldest publications, whatever their topic, are evicted first (counted in
+    /// `PubSubStats::history_evicted` and logged). Each kept publication counts its frame plus
+    /// [`HISTORY_ENTRY_COST`]. Not used when the broker keeps the history (Redis bounds it there).
+    pub max_bytes: usize,
 }
+
+/// What a kept publication costs beyond its frame, in the history's byte budget (its entry, the
+/// shared frame's bookkeeping).
+pub const HISTORY_ENTRY_COST: usize = 128;
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self { size: 100, ttl: Duration::from_secs(300) }
+        Self { size: 100, ttl: Duration::from_secs(300), max_bytes: 64 << 20 }
     }
 }
 
@@ -86,28 +98,54 @@ impl HistorySlice {
     /// What a subscriber at `since` missed: the replay, or `recovered: false` (and nothing to replay)
     /// when the epoch differs, `since` is from the future, or publications after it are gone.
     pub(crate) fn recover(self, since: &Position) -> (Recovery, Vec<(u64, Message)>) {
-        let position = Position { epoch: self.epoch.clone(), offset: self.latest };
-        let lost = Recovery { recovered: false, replayed: 0, position: position.clone() };
-        if since.epoch != self.epoch || since.offset > self.latest {
-            return (lost, Vec::new());
-        }
-        let missed: Vec<(u64, Message)> =
-            self.entries.into_iter().filter(|(offset, _)| *offset > since.offset).collect();
-        let complete =
-            since.offset == self.latest || missed.first().is_some_and(|(first, _)| *first == since.offset + 1);
-        if !complete {
-            return (lost, Vec::new());
-        }
-        (Recovery { recovered: true, replayed: missed.len(), position }, missed)
+        recover(self.epoch, self.latest, self.entries, since)
     }
 }
 
-/// The history of one topic, in memory.
+/// What a subscriber at `since` missed of a history (`entries` oldest first, with contiguous offsets,
+/// the latest at `latest`): the replay, or `recovered: false` (and nothing to replay) when the epoch
+/// differs, `since` is from the future, or publications after it are gone.
+pub(crate) fn recover<T>(
+    epoch: String,
+    latest: u64,
+    entries: impl IntoIterator<Item = (u64, T)>,
+    since: &Position,
+) -> (Recovery, Vec<(u64, T)>) {
+    let lost = |epoch: String| Recovery { recovered: false, replayed: 0, position: Position { epoch, offset: latest } };
+    if since.epoch != epoch || since.offset > latest {
+        return (lost(epoch), Vec::new());
+    }
+    let missed: Vec<(u64, T)> = entries.into_iter().filter(|(offset, _)| *offset > since.offset).collect();
+    let complete = since.offset == latest || missed.first().is_some_and(|(first, _)| *first == since.offset + 1);
+    if !complete {
+        return (lost(epoch), Vec::new());
+    }
+    let position = Position { epoch, offset: latest };
+    (Recovery { recovered: true, replayed: missed.len(), position }, missed)
+}
+
+/// One kept publication.
+struct Entry {
+    offset: u64,
+    /// Its place in the node-wide order of appends (eviction takes the lowest first).
+    seq: u64,
+    at: Instant,
+    framed: Arc<Framed>,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.framed.frame_len() + HISTORY_ENTRY_COST
+    }
+}
+
+/// The history of one topic, in memory. What it holds counts in the node-wide `bytes`.
 pub(crate) struct MemoryHistory {
     epoch: String,
     next_offset: u64,
-    entries: VecDeque<(u64, Message, Instant)>,
+    entries: VecDeque<Entry>,
     config: HistoryConfig,
+    bytes: Arc<AtomicUsize>,
 }
 
 /// A fresh epoch: random, so a restarted node never reuses one.
@@ -116,27 +154,56 @@ pub(crate) fn new_epoch() -> String {
 }
 
 impl MemoryHistory {
-    pub(crate) fn new(config: HistoryConfig) -> Self {
-        Self { epoch: new_epoch(), next_offset: 1, entries: VecDeque::new(), config }
+    pub(crate) fn new(config: HistoryConfig, bytes: Arc<AtomicUsize>) -> Self {
+        Self { epoch: new_epoch(), next_offset: 1, entries: VecDeque::new(), config, bytes }
     }
 
-    /// Appends a publication and returns its position.
-    pub(crate) fn append(&mut self, message: &Message) -> Position {
+    /// Appends a publication and returns its position. `seq` orders it among every topic's appends.
+    pub(crate) fn append(&mut self, framed: Arc<Framed>, seq: u64) -> Position {
         let offset = self.next_offset;
         self.next_offset += 1;
-        self.entries.push_back((offset, message.clone(), Instant::now()));
+        let entry = Entry { offset, seq, at: Instant::now(), framed };
+        self.bytes.fetch_add(entry.cost(), Ordering::AcqRel);
+        self.entries.push_back(entry);
         while self.entries.len() > self.config.size {
-            self.entries.pop_front();
+            self.pop_oldest();
         }
         self.expire();
         Position { epoch: self.epoch.clone(), offset }
     }
 
-    fn expire(&mut self) {
-        let now = Instant::now();
-        while self.entries.front().is_some_and(|(_, _, at)| now.duration_since(*at) > self.config.ttl) {
-            self.entries.pop_front();
+    /// Drops the oldest entry; returns whether there was one.
+    pub(crate) fn pop_oldest(&mut self) -> bool {
+        match self.entries.pop_front() {
+            Some(entry) => {
+                self.bytes.fetch_sub(entry.cost(), Ordering::AcqRel);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Drops the entries older than the TTL.
+    pub(crate) fn expire(&mut self) {
+        let now = Instant::now();
+        while self.entries.front().is_some_and(|e| now.duration_since(e.at) > self.config.ttl) {
+            self.pop_oldest();
+        }
+    }
+
+    /// Whether nothing is kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The node-wide order of the oldest entry, if any.
+    pub(crate) fn oldest_seq(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.seq)
+    }
+
+    /// The position the next append gets.
+    pub(crate) fn next_position(&self) -> Position {
+        Position { epoch: self.epoch.clone(), offset: self.next_offset }
     }
 
     /// The latest position (offset 0 before the first publication).
@@ -144,14 +211,17 @@ impl MemoryHistory {
         Position { epoch: self.epoch.clone(), offset: self.next_offset - 1 }
     }
 
-    /// Everything still kept.
-    pub(crate) fn slice(&mut self) -> HistorySlice {
+    /// What a subscriber at `since` missed: shared references to the kept frames.
+    pub(crate) fn recover(&mut self, since: &Position) -> (Recovery, Vec<(u64, Arc<Framed>)>) {
         self.expire();
-        HistorySlice {
-            epoch: self.epoch.clone(),
-            latest: self.next_offset - 1,
-            entries: self.entries.iter().map(|(offset, message, _)| (*offset, message.clone())).collect(),
-        }
+        let entries = self.entries.iter().map(|e| (e.offset, e.framed.clone()));
+        recover(self.epoch.clone(), self.next_offset - 1, entries, since)
+    }
+}
+
+impl Drop for MemoryHistory {
+    fn drop(&mut self) {
+        while self.pop_oldest() {}
     }
 }
 
@@ -161,26 +231,32 @@ mod tests {
 
     #[test]
     fn replays_what_came_after_a_position_and_detects_gaps() {
-        let mut history = MemoryHistory::new(HistoryConfig { size: 3, ttl: Duration::from_secs(60) });
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let config = HistoryConfig { size: 3, ttl: Duration::from_secs(60), ..HistoryConfig::default() };
+        let mut history = MemoryHistory::new(config, bytes.clone());
         let start = history.position();
         assert_eq!(start.offset, 0);
-        let positions: Vec<Position> = (0..5).map(|i| history.append(&Message::from_text(format!("m{i}")))).collect();
+        let positions: Vec<Position> = (0..5).map(|i| history.append(framed(&format!("m{i}")), i)).collect();
         assert_eq!(positions[4].offset, 5);
-        // Kept: m2, m3, m4 (offsets 3, 4, 5).
-        let (recovery, after_2) = history.slice().recover(&positions[1]);
+        // Kept: m2, m3, m4 (offsets 3, 4, 5), each a 4-byte frame.
+        assert_eq!(bytes.load(Ordering::Acquire), 3 * (4 + HISTORY_ENTRY_COST));
+        let (recovery, after_2) = history.recover(&positions[1]);
         assert!(recovery.recovered);
         assert_eq!(recovery.position, positions[4]);
-        assert_eq!(
-            after_2.iter().map(|(o, m)| (*o, m.text().unwrap_or_default().to_owned())).collect::<Vec<_>>(),
-            [(3, "m2".to_owned()), (4, "m3".to_owned()), (5, "m4".to_owned())]
-        );
-        assert_eq!(
-            history.slice().recover(&positions[4]),
-            (Recovery { recovered: true, replayed: 0, position: positions[4].clone() }, vec![])
-        );
-        assert!(!history.slice().recover(&start).0.recovered, "offsets 1 and 2 are gone");
-        assert!(!history.slice().recover(&Position { epoch: "other".into(), offset: 4 }).0.recovered);
-        assert!(!history.slice().recover(&Position { epoch: positions[0].epoch.clone(), offset: 99 }).0.recovered);
+        assert_eq!(after_2.iter().map(|(o, _)| *o).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(history.oldest_seq(), Some(2));
+        let (recovery, none) = history.recover(&positions[4]);
+        assert_eq!(recovery, Recovery { recovered: true, replayed: 0, position: positions[4].clone() });
+        assert!(none.is_empty());
+        assert!(!history.recover(&start).0.recovered, "offsets 1 and 2 are gone");
+        assert!(!history.recover(&Position { epoch: "other".into(), offset: 4 }).0.recovered);
+        assert!(!history.recover(&Position { epoch: positions[0].epoch.clone(), offset: 99 }).0.recovered);
+        drop(history);
+        assert_eq!(bytes.load(Ordering::Acquire), 0, "a dropped history gives its bytes back");
+    }
+
+    fn framed(text: &str) -> Arc<Framed> {
+        Arc::new(Framed::new(&Message::from_text(text.to_owned())))
     }
 
     #[test]
@@ -195,10 +271,14 @@ mod tests {
 
     #[test]
     fn entries_expire() {
-        let mut history = MemoryHistory::new(HistoryConfig { size: 10, ttl: Duration::from_millis(20) });
-        let first = history.append(&Message::from_text("old"));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let config = HistoryConfig { size: 10, ttl: Duration::from_millis(20), ..HistoryConfig::default() };
+        let mut history = MemoryHistory::new(config, bytes.clone());
+        let first = history.append(framed("old"), 0);
         std::thread::sleep(Duration::from_millis(40));
-        assert!(!history.slice().recover(&Position { epoch: first.epoch.clone(), offset: 0 }).0.recovered);
-        assert!(history.slice().recover(&first).0.recovered, "nothing came after it");
+        assert!(!history.recover(&Position { epoch: first.epoch.clone(), offset: 0 }).0.recovered);
+        assert!(history.recover(&first).0.recovered, "nothing came after it");
+        assert!(history.is_empty());
+        assert_eq!(bytes.load(Ordering::Acquire), 0);
     }
 }

@@ -23,8 +23,12 @@ pub struct PubSubStats {
     pub delivered: u64,
     /// Deliveries skipped for slow subscribers (policy `Drop`).
     pub dropped: u64,
-    /// Slow subscribers closed with 1013 (policy `Close`).
+    /// Slow subscribers closed with 1013 (policy `Close`): one per closed peer.
     pub slow_closed: u64,
+    /// Bytes held by this node's memory history (all topics).
+    pub history_bytes: usize,
+    /// Kept publications evicted to stay within `HistoryConfig::max_bytes`.
+    pub history_evicted: u64,
 }
 
 impl std::fmt::Debug for Hub {

@@ -10,16 +10,20 @@
 
 mod broker;
 mod format;
+mod framed;
 mod history;
 mod hub;
+mod recovery;
 mod redis;
+mod retention;
 mod topics;
 
 pub use broker::{Broker, Inbox, MemoryBroker};
 pub use format::{FormatFn, Publication, PublicationFormat};
-pub use history::{HistoryConfig, HistorySlice, InvalidPosition, Position, Recovery};
+pub use history::{HistoryConfig, HistorySlice, InvalidPosition, Position, Recovery, HISTORY_ENTRY_COST};
 pub use hub::{Hub, PubSubStats};
 pub use redis::RedisBroker;
 pub use topics::PubSubConfig;
 
+pub(crate) use retention::sweep_loop;
 pub(crate) use topics::Topics;

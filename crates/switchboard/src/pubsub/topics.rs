@@ -1,26 +1,27 @@
 //! The local topic table: who is subscribed to what on this node, and the encode-once fan-out.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_wire::{server_frame, server_frame_compressed};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::broker::{MemoryBroker, SharedBroker};
 use super::format::{Publication, PublicationFormat};
-use super::history::{HistoryConfig, HistorySlice, MemoryHistory, Position, Recovery};
+use super::framed::{FanOut, Framed};
+use super::history::{HistoryConfig, HistorySlice, MemoryHistory, Position};
 use super::hub::PubSubStats;
-use crate::server::{Outgoing, Peer, SharedCompression, SlowConsumerPolicy};
+use super::recovery::RECOVERY_TIMEOUT;
+use crate::server::{Outgoing, Peer, SlowConsumerPolicy, QUEUE_ENTRY_COST};
 use crate::Message;
 
 /// Pub/sub settings of a server.
 #[derive(Clone, Debug)]
 pub struct PubSubConfig {
-    /// Bytes a subscriber may have queued before `slow_consumer` applies (default 1 MiB).
+    /// Bytes a subscriber may have queued before `slow_consumer` applies (default 1 MiB). Each queued
+    /// publication counts its payload plus `QUEUE_ENTRY_COST`.
     pub max_subscriber_queue: usize,
     /// What happens to a subscriber over that limit (default: close with 1013).
     pub slow_consumer: SlowConsumerPolicy,
@@ -43,41 +44,53 @@ impl Default for PubSubConfig {
     }
 }
 
-/// How long `subscribe_since` waits for the broker before it gives up recovering.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A local subscriber. While it recovers from the broker's history, live publications wait in
-/// `pending` so that none slips between the history read and the subscription.
-struct Subscriber {
-    peer: Peer,
-    pending: Option<Vec<Pending>>,
+/// A local subscriber. While it recovers from history, live publications wait in `held` so that none
+/// slips between the history read and the subscription, and none overtakes the replay.
+pub(super) struct Subscriber {
+    pub(super) peer: Peer,
+    pub(super) held: Option<HeldBack>,
 }
 
-struct Pending {
-    offset: Option<u64>,
-    frame: Bytes,
-    len: usize,
+/// Publications held back for a recovering subscriber, bounded like its queue.
+#[derive(Default)]
+pub(super) struct HeldBack {
+    pub(super) items: Vec<Pending>,
+    pub(super) bytes: usize,
+}
+
+pub(super) struct Pending {
+    pub(super) offset: Option<u64>,
+    pub(super) frame: Bytes,
+    pub(super) len: usize,
 }
 
 #[derive(Default)]
-struct Topic {
-    subscribers: HashMap<Uuid, Subscriber>,
-    history: Option<MemoryHistory>,
+pub(super) struct Topic {
+    pub(super) subscribers: HashMap<Uuid, Subscriber>,
+    pub(super) history: Option<MemoryHistory>,
+}
+
+impl Topic {
+    /// Nobody listens and nothing is kept: the topic can go.
+    pub(super) fn is_unused(&self) -> bool {
+        self.subscribers.is_empty() && self.history.as_ref().is_none_or(MemoryHistory::is_empty)
+    }
 }
 
 #[derive(Default)]
-struct Counters {
+pub(super) struct Counters {
     published: AtomicU64,
     delivered: AtomicU64,
-    dropped: AtomicU64,
-    slow_closed: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) slow_closed: AtomicU64,
+    pub(super) history_evicted: AtomicU64,
 }
 
 /// A subscriber's queue limit and what happens beyond it.
 #[derive(Clone, Copy)]
-struct QueueLimits {
-    limit: usize,
-    policy: SlowConsumerPolicy,
+pub(super) struct QueueLimits {
+    pub(super) limit: usize,
+    pub(super) policy: SlowConsumerPolicy,
 }
 
 /// Where a publication's position comes from.
@@ -105,46 +118,17 @@ enum Stamp {
     Given(Option<Position>),
 }
 
-/// Messages shorter than this go out uncompressed: DEFLATE would make them longer.
-const COMPRESSION_THRESHOLD: usize = 32;
-
-/// The frames of one publication, each built on first use: the plain frame, and one compressed frame
-/// per compression setting among its subscribers that negotiated `server_no_context_takeover` (with no
-/// context kept between messages, one compressed frame is valid for all of them).
-struct PublicationFrames<'a> {
-    message: &'a Message,
-    plain: Option<Bytes>,
-    compressed: Vec<(SharedCompression, Bytes)>,
-}
-
-impl<'a> PublicationFrames<'a> {
-    fn new(message: &'a Message) -> Self {
-        Self { message, plain: None, compressed: Vec::new() }
-    }
-
-    fn for_peer(&mut self, peer: &Peer) -> Bytes {
-        let message = self.message;
-        match peer.shared.shared_compression {
-            Some(setting) if message.len() >= COMPRESSION_THRESHOLD => {
-                if let Some((_, frame)) = self.compressed.iter().find(|(s, _)| *s == setting) {
-                    return frame.clone();
-                }
-                let frame =
-                    server_frame_compressed(message.kind(), message.bytes(), setting.level, setting.window_bits);
-                self.compressed.push((setting, frame.clone()));
-                frame
-            }
-            _ => self.plain.get_or_insert_with(|| server_frame(message.kind(), message.bytes())).clone(),
-        }
-    }
-}
-
 pub(crate) struct Topics {
     /// Lock order: the table, then a topic. Publishing takes the table's read lock only.
-    table: RwLock<HashMap<Arc<str>, Arc<Mutex<Topic>>>>,
+    pub(super) table: RwLock<HashMap<Arc<str>, Arc<Mutex<Topic>>>>,
     pub(crate) config: RwLock<PubSubConfig>,
     broker: RwLock<SharedBroker>,
-    counters: Counters,
+    pub(super) counters: Counters,
+    /// Bytes held by the memory history of every topic together.
+    pub(super) history_bytes: Arc<AtomicUsize>,
+    /// Orders appends across topics, so that eviction takes the oldest first.
+    append_seq: AtomicU64,
+    pub(super) evicting: AtomicBool,
 }
 
 impl Default for Topics {
@@ -154,20 +138,23 @@ impl Default for Topics {
             config: RwLock::default(),
             broker: RwLock::new(Arc::new(MemoryBroker)),
             counters: Counters::default(),
+            history_bytes: Arc::default(),
+            append_seq: AtomicU64::new(0),
+            evicting: AtomicBool::new(false),
         }
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(super) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     // Every critical section is a map operation that cannot be left half done by a panic.
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(super) fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -176,19 +163,19 @@ impl Topics {
         *write(&self.broker) = broker;
     }
 
-    fn broker(&self) -> SharedBroker {
+    pub(super) fn broker(&self) -> SharedBroker {
         read(&self.broker).clone()
     }
 
     /// The history settings, and whether the broker (rather than this node's memory) keeps it.
-    fn history(&self) -> Option<(HistoryConfig, bool)> {
+    pub(super) fn history(&self) -> Option<(HistoryConfig, bool)> {
         let history = read(&self.config).history?;
         Some((history, self.broker().keeps_history()))
     }
 
     fn new_topic(&self) -> Topic {
         let history = match self.history() {
-            Some((config, false)) => Some(MemoryHistory::new(config)),
+            Some((config, false)) => Some(MemoryHistory::new(config, self.history_bytes.clone())),
             _ => None,
         };
         Topic { subscribers: HashMap::new(), history }
@@ -196,7 +183,7 @@ impl Topics {
 
     /// Runs `f` on the topic, creating it if needed, with the table's read lock held (so the topic
     /// cannot be removed meanwhile).
-    fn with_topic<R>(&self, topic: &str, f: impl FnOnce(&mut Topic) -> R) -> R {
+    pub(super) fn with_topic<R>(&self, topic: &str, f: impl FnOnce(&mut Topic) -> R) -> R {
         {
             let table = read(&self.table);
             if let Some(entry) = table.get(topic) {
@@ -209,149 +196,75 @@ impl Topics {
         f(&mut guard)
     }
 
-    /// Adds `peer` (recovering or live); tells the broker if it is this node's first subscriber.
-    /// Returns false if it was subscribed already.
-    fn add(&self, topic: &str, peer: &Peer, recovering: bool) -> bool {
-        let (newly, first) = self.with_topic(topic, |entry| {
-            let pending = recovering.then(Vec::new);
-            let newly = match entry.subscribers.get_mut(&peer.id()) {
-                Some(subscriber) => {
-                    subscriber.pending = subscriber.pending.take().or(pending);
-                    false
+    /// Adds `peer` to `entry` (recovering: its live publications are held back). Returns whether it
+    /// was new, and whether it is the topic's first subscriber on this node.
+    pub(super) fn add_to(entry: &mut Topic, peer: &Peer, recovering: bool) -> (bool, bool) {
+        let held = recovering.then(HeldBack::default);
+        let newly = match entry.subscribers.get_mut(&peer.id()) {
+            Some(subscriber) => {
+                if subscriber.held.is_none() {
+                    subscriber.held = held;
                 }
-                None => {
-                    entry.subscribers.insert(peer.id(), Subscriber { peer: peer.clone(), pending });
-                    true
-                }
-            };
-            (newly, newly && entry.subscribers.len() == 1)
-        });
+                false
+            }
+            None => {
+                entry.subscribers.insert(peer.id(), Subscriber { peer: peer.clone(), held });
+                true
+            }
+        };
+        (newly, newly && entry.subscribers.len() == 1)
+    }
+
+    /// Subscribes `peer`; returns false if it already was. Tells the broker if it is this node's first
+    /// subscriber.
+    pub(crate) fn subscribe(&self, topic: &str, peer: &Peer) -> bool {
+        let (newly, first) = self.with_topic(topic, |entry| Self::add_to(entry, peer, false));
         if first {
             self.broker().subscribe(topic);
         }
         newly
     }
 
-    /// Subscribes `peer`; returns false if it already was.
-    pub(crate) fn subscribe(&self, topic: &str, peer: &Peer) -> bool {
-        self.add(topic, peer, false)
-    }
-
-    /// Subscribes `peer` after replaying what it missed since `since`.
-    pub(crate) async fn subscribe_since(&self, topic: &str, peer: &Peer, since: &Position) -> Recovery {
-        match self.history() {
-            None => {
-                self.subscribe(topic, peer);
-                Recovery { recovered: false, replayed: 0, position: since.clone() }
-            }
-            Some((_, false)) => self.subscribe_since_memory(topic, peer, since),
-            Some((config, true)) => self.subscribe_since_broker(topic, peer, since, config).await,
-        }
-    }
-
-    fn subscribe_since_memory(&self, topic: &str, peer: &Peer, since: &Position) -> Recovery {
-        let (recovery, first) = self.with_topic(topic, |entry| {
-            // Under the topic's lock no publication can slip between the replay and the subscription.
-            let slice = entry.history.as_mut().map(MemoryHistory::slice).unwrap_or_default();
-            let (recovery, missed) = slice.recover(since);
-            self.replay(topic, peer, &recovery.position.epoch, missed);
-            let newly = entry.subscribers.insert(peer.id(), Subscriber { peer: peer.clone(), pending: None }).is_none();
-            (recovery, newly && entry.subscribers.len() == 1)
-        });
-        if first {
-            self.broker().subscribe(topic);
-        }
-        recovery
-    }
-
-    /// The cluster case: subscribe as recovering (live publications are held back), make sure this node
-    /// receives the topic, read the broker's history, then replay and release what was held back,
-    /// skipping what the replay covered.
-    async fn subscribe_since_broker(
-        &self,
-        topic: &str,
-        peer: &Peer,
-        since: &Position,
-        config: HistoryConfig,
-    ) -> Recovery {
-        self.add(topic, peer, true);
-        let broker = self.broker();
-        let read = async {
-            if !tokio::time::timeout(RECOVERY_TIMEOUT, broker.ready(topic)).await.unwrap_or(false) {
-                return Err("the broker is not connected".into());
-            }
-            match tokio::time::timeout(RECOVERY_TIMEOUT, broker.history(topic, since.offset, &config)).await {
-                Ok(read) => read,
-                Err(_) => Err("reading the history timed out".into()),
-            }
-        };
-        let (recovery, missed) = match read.await {
-            Ok(slice) => slice.recover(since),
-            Err(error) => {
-                let error: crate::BoxError = error;
-                tracing::warn!(topic, %error, "cannot recover from the broker's history");
-                (Recovery { recovered: false, replayed: 0, position: since.clone() }, Vec::new())
-            }
-        };
-        let covered = if recovery.recovered { recovery.position.offset } else { 0 };
-        let limits = self.queue_limits();
-        self.with_topic(topic, |entry| {
-            let Some(subscriber) = entry.subscribers.get_mut(&peer.id()) else { return };
-            let held = subscriber.pending.take().unwrap_or_default();
-            self.replay(topic, peer, &recovery.position.epoch, missed);
-            for pending in held.into_iter().filter(|p| p.offset.is_none_or(|offset| offset > covered)) {
-                self.enqueue(topic, peer, pending.frame, pending.len, limits);
-            }
-        });
-        recovery
-    }
-
-    /// Queues missed publications to `peer`, formatted with their positions.
-    fn replay(&self, topic: &str, peer: &Peer, epoch: &str, missed: Vec<(u64, Message)>) {
-        let format = read(&self.config).format.clone();
-        let limits = self.queue_limits();
-        for (offset, message) in missed {
-            let position = Position { epoch: epoch.to_owned(), offset };
-            let message = format.apply(&Publication { topic, position: Some(&position), message: &message });
-            let frame = PublicationFrames::new(&message).for_peer(peer);
-            self.enqueue(topic, peer, frame, message.len(), limits);
-        }
-    }
-
     /// The slow-consumer limit and policy, read once per publication rather than once per subscriber.
-    fn queue_limits(&self) -> QueueLimits {
+    pub(super) fn queue_limits(&self) -> QueueLimits {
         let config = read(&self.config);
         QueueLimits { limit: config.max_subscriber_queue, policy: config.slow_consumer }
     }
 
     /// Queues a framed publication to one subscriber under the slow-consumer policy.
-    fn enqueue(&self, topic: &str, peer: &Peer, frame: Bytes, len: usize, limits: QueueLimits) -> bool {
+    pub(super) fn enqueue(&self, topic: &str, peer: &Peer, frame: Bytes, len: usize, limits: QueueLimits) -> bool {
         let QueueLimits { limit, policy } = limits;
-        match peer.enqueue_item(Outgoing::Frame { frame, accounted: len }, len, limit, policy) {
+        match peer.enqueue_item(Outgoing::Frame { frame, accounted: len + QUEUE_ENTRY_COST }, len, limit, policy) {
             Ok(()) => true,
             Err(crate::SendError::QueueFull { .. }) => {
-                let counter = match policy {
-                    SlowConsumerPolicy::Close => &self.counters.slow_closed,
-                    SlowConsumerPolicy::Drop => &self.counters.dropped,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %peer.id(), topic, ?policy, "slow subscriber");
+                self.count_slow(topic, peer, policy);
                 false
             }
             Err(_) => false,
         }
     }
 
-    /// Unsubscribes `peer`; returns false if it was not subscribed.
+    /// Counts a refusal: once per closed peer (`Close`), once per skipped publication (`Drop`).
+    pub(super) fn count_slow(&self, topic: &str, peer: &Peer, policy: SlowConsumerPolicy) {
+        let counter = match policy {
+            SlowConsumerPolicy::Close => &self.counters.slow_closed,
+            SlowConsumerPolicy::Drop => &self.counters.dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %peer.id(), topic, ?policy, "slow subscriber");
+    }
+
+    /// Unsubscribes `peer`; returns false if it was not subscribed. A topic nobody listens to and
+    /// with nothing kept goes at once (one with history stays until its history expires).
     pub(crate) fn unsubscribe(&self, topic: &str, peer_id: Uuid) -> bool {
         let mut table = write(&self.table);
         let Some(entry) = table.get(topic).cloned() else { return false };
-        let (removed, last, keep) = {
+        let (removed, last, unused) = {
             let mut guard = lock(&entry);
             let removed = guard.subscribers.remove(&peer_id).is_some();
-            (removed, removed && guard.subscribers.is_empty(), guard.history.is_some())
+            (removed, removed && guard.subscribers.is_empty(), guard.is_unused())
         };
-        if last && !keep {
+        if unused {
             table.remove(topic);
         }
         drop(table);
@@ -394,11 +307,12 @@ impl Topics {
         let format = read(&self.config).format.clone();
         let limits = self.queue_limits();
         let fan_out = |entry: &mut Topic| {
-            let position = match stamp {
-                Stamp::Local => entry.history.as_mut().map(|h| h.append(message)),
-                Stamp::Given(position) => position,
+            let position = match &stamp {
+                Stamp::Local => entry.history.as_ref().map(MemoryHistory::next_position),
+                Stamp::Given(position) => position.clone(),
             };
-            // Formatted and framed once; every subscriber's queue gets the same reference-counted bytes.
+            // Formatted and framed once; every subscriber's queue (and the history) gets the same
+            // reference-counted bytes.
             let formatted;
             let message = match format {
                 PublicationFormat::Raw => message,
@@ -407,25 +321,33 @@ impl Topics {
                     &formatted
                 }
             };
-            let mut frames = PublicationFrames::new(message);
+            let framed = Arc::new(Framed::new(message));
+            if let (Stamp::Local, Some(history)) = (&stamp, entry.history.as_mut()) {
+                history.append(framed.clone(), self.append_seq.fetch_add(1, Ordering::Relaxed));
+            }
+            let mut frames = FanOut::new(&framed);
             let mut delivered = 0;
+            let offset = position.as_ref().map(|p| p.offset);
             for (id, subscriber) in entry.subscribers.iter_mut() {
                 if Some(*id) == except {
                     continue;
                 }
-                if let Some(pending) = subscriber.pending.as_mut() {
-                    let offset = position.as_ref().map(|p| p.offset);
-                    pending.push(Pending { offset, frame: frames.for_peer(&subscriber.peer), len: message.len() });
+                let frame = frames.for_peer(&subscriber.peer);
+                if let Some(held) = subscriber.held.as_mut() {
+                    self.hold_back(topic, &subscriber.peer, held, Pending { offset, frame, len: framed.len() }, limits);
                     continue;
                 }
-                if self.enqueue(topic, &subscriber.peer, frames.for_peer(&subscriber.peer), message.len(), limits) {
+                if self.enqueue(topic, &subscriber.peer, frame, framed.len(), limits) {
                     delivered += 1;
                 }
             }
             (delivered, position)
         };
-        let keeps_memory_history = matches!(self.history(), Some((_, false)));
-        let (delivered, position) = if keeps_memory_history {
+        let memory_history = match self.history() {
+            Some((config, false)) => Some(config),
+            _ => None,
+        };
+        let (delivered, position) = if memory_history.is_some() {
             // With history, a publication is recorded even when nobody here listens.
             self.with_topic(topic, fan_out)
         } else {
@@ -436,7 +358,23 @@ impl Topics {
             }
         };
         self.counters.delivered.fetch_add(delivered as u64, Ordering::Relaxed);
+        if let Some(config) = memory_history {
+            self.enforce_history_budget(config.max_bytes);
+        }
         (delivered, position)
+    }
+
+    /// Holds a publication back for a recovering subscriber, within its queue limit.
+    fn hold_back(&self, topic: &str, peer: &Peer, held: &mut HeldBack, pending: Pending, limits: QueueLimits) {
+        let cost = pending.len + QUEUE_ENTRY_COST;
+        if !held.items.is_empty() && held.bytes + cost > limits.limit {
+            if limits.policy == SlowConsumerPolicy::Drop || peer.mark_slow_consumer(held.bytes, limits.limit) {
+                self.count_slow(topic, peer, limits.policy);
+            }
+            return;
+        }
+        held.bytes += cost;
+        held.items.push(pending);
     }
 
     pub(crate) fn subscribers(&self, topic: &str) -> Vec<Peer> {
@@ -453,10 +391,13 @@ impl Topics {
         topics
     }
 
-    /// The latest position of `topic`, from memory or from the broker.
+    /// The latest position of `topic`, from memory or from the broker. `None` without history, or for
+    /// a topic this node does not know (nothing published, nobody subscribed).
     pub(crate) async fn position(&self, topic: &str) -> Option<Position> {
         match self.history()? {
-            (_, false) => Some(self.with_topic(topic, |t| t.history.as_ref().map(MemoryHistory::position))?),
+            (_, false) => {
+                read(&self.table).get(topic).and_then(|t| lock(t).history.as_ref().map(MemoryHistory::position))
+            }
             (config, true) => {
                 let read = self.broker().history(topic, u64::MAX, &config);
                 match tokio::time::timeout(RECOVERY_TIMEOUT, read).await {
@@ -474,6 +415,8 @@ impl Topics {
             delivered: self.counters.delivered.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             slow_closed: self.counters.slow_closed.load(Ordering::Relaxed),
+            history_bytes: self.history_bytes.load(Ordering::Relaxed),
+            history_evicted: self.counters.history_evicted.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `Switchboard`: routes WebSocket paths to hooks, serves them, and shuts down gracefully.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,51 @@ pub(crate) struct AppShared {
     shutting_down: AtomicBool,
     peer_left: Notify,
     pub(crate) topics: Topics,
+    pub(crate) incomplete: IncompleteBudget,
+    background_started: AtomicBool,
+}
+
+/// Default server-wide budget for bytes held in incomplete incoming messages.
+pub const DEFAULT_MAX_INCOMPLETE_BYTES: usize = 64 << 20;
+
+/// Bytes held in incomplete incoming messages (partial frames, fragments) by all connections together,
+/// and the budget for them.
+pub(crate) struct IncompleteBudget {
+    held: AtomicUsize,
+    budget: AtomicUsize,
+}
+
+impl Default for IncompleteBudget {
+    fn default() -> Self {
+        Self { held: AtomicUsize::new(0), budget: AtomicUsize::new(DEFAULT_MAX_INCOMPLETE_BYTES) }
+    }
+}
+
+/// The budget was exceeded.
+pub(crate) struct OverBudget {
+    pub(crate) total: usize,
+    pub(crate) budget: usize,
+}
+
+impl IncompleteBudget {
+    /// A connection's holding went from `before` to `now`. Returns the excess when it grew and the total
+    /// is now past the budget (the caller then closes the connection, which releases what it holds).
+    pub(crate) fn update(&self, before: usize, now: usize) -> Option<OverBudget> {
+        if now <= before {
+            self.held.fetch_sub(before - now, Ordering::AcqRel);
+            return None;
+        }
+        let total = self.held.fetch_add(now - before, Ordering::AcqRel) + (now - before);
+        let budget = self.budget.load(Ordering::Relaxed);
+        (total > budget).then_some(OverBudget { total, budget })
+    }
+
+    /// A connection that held `bytes` is gone.
+    pub(crate) fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.held.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
 }
 
 impl AppShared {
@@ -50,6 +95,18 @@ impl AppShared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Starts the server's housekeeping (history expiry, removal of unused topics) once, on the
+    /// current tokio runtime. It ends when the server is dropped.
+    pub(crate) fn start_background(self: &Arc<Self>) {
+        if self.background_started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if !self.background_started.swap(true, Ordering::AcqRel) {
+            runtime.spawn(crate::pubsub::sweep_loop(Arc::downgrade(self)));
+        }
     }
 }
 
@@ -98,6 +155,16 @@ impl Switchboard {
     /// Sets the limits and timers for the routes added after this call.
     pub fn config(mut self, config: WsConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// The budget for bytes held in incomplete incoming messages (partial frames and fragments) by all
+    /// connections together (default 64 MiB). A connection whose input takes the total past it is closed
+    /// with 1013 (try again later), or 1009 if its message alone is larger than the budget; every other
+    /// connection carries on. Each message is also bounded by `WsConfig::max_message_size` and must be
+    /// complete within `WsConfig::message_timeout`.
+    pub fn max_incomplete_bytes(self, bytes: usize) -> Self {
+        self.shared.incomplete.budget.store(bytes, Ordering::Relaxed);
         self
     }
 
@@ -204,6 +271,7 @@ impl Switchboard {
         let local_addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = self.router;
+        self.shared.start_background();
         let accept = tokio::spawn(accept_loop(listener, tls, router, stop_rx));
         tracing::info!(%local_addr, "listening");
         Server { local_addr, shared: self.shared, stop: stop_tx, accept, grace: self.shutdown_grace }

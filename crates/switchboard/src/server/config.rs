@@ -16,6 +16,10 @@ pub struct WsConfig {
     /// A peer that sends nothing at all, not even a pong, for this long is closed with 1011
     /// (default 75 s: two missed pings and some slack).
     pub keepalive_timeout: Option<Duration>,
+    /// A message must be complete this long after its first byte arrived, or the peer is closed with
+    /// 1008 (default 60 s; `None`: no deadline). Without it a peer could hold a large partial message
+    /// for as long as it trickles a byte now and then.
+    pub message_timeout: Option<Duration>,
     /// A peer that sends no message for this long is closed with 1000 "idle timeout" (default: off).
     pub idle_timeout: Option<Duration>,
     /// Bytes that may wait in a peer's send queue (default 8 MiB). One message is always accepted
@@ -36,6 +40,7 @@ impl Default for WsConfig {
             max_frame_size: 16 << 20,
             ping_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Some(Duration::from_secs(75)),
+            message_timeout: Some(Duration::from_secs(60)),
             idle_timeout: None,
             max_buffered_bytes: 8 << 20,
             close_timeout: Duration::from_secs(5),
@@ -61,6 +66,12 @@ impl WsConfig {
     /// Sets (or turns off) the keep-alive timeout.
     pub fn keepalive_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Sets (or turns off) the deadline for completing a message once started.
+    pub fn message_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.message_timeout = timeout;
         self
     }
 

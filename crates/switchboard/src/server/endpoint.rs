@@ -2,7 +2,7 @@
 //! the peer's connection task.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -55,6 +55,7 @@ impl Endpoint {
             }
             Err(error) => return refuse(&error),
         };
+        self.app.start_background();
         if self.app.is_shutting_down() {
             return (StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down\n").into_response();
         }
@@ -127,6 +128,9 @@ impl Endpoint {
                 outbox: Default::default(),
                 abort: AtomicU16::new(0),
                 abort_signal: Notify::new(),
+                drained: Notify::new(),
+                drain_wanted: AtomicBool::new(false),
+                slow_consumer: Mutex::default(),
                 route_peers: self.peers.clone(),
                 app: self.app.clone(),
                 topics: Mutex::default(),
@@ -151,12 +155,20 @@ impl Endpoint {
                             let io = parts.io.into_inner();
                             // hyper's 8 KiB read buffer would otherwise live as long as the connection.
                             drop(parts.read_buf);
-                            tokio::spawn(PeerTask { io, conn, peer, hooks, config, app, read_buf, pending }.run());
+                            let (hook, incomplete) = (None, 0);
+                            tokio::spawn(
+                                PeerTask { io, conn, peer, hooks, config, app, read_buf, pending, hook, incomplete }
+                                    .run(),
+                            );
                         }
                         Err(upgraded) => {
                             let io = TokioIo::new(upgraded);
                             let read_buf = BytesMut::new();
-                            tokio::spawn(PeerTask { io, conn, peer, hooks, config, app, read_buf, pending }.run());
+                            let (hook, incomplete) = (None, 0);
+                            tokio::spawn(
+                                PeerTask { io, conn, peer, hooks, config, app, read_buf, pending, hook, incomplete }
+                                    .run(),
+                            );
                         }
                     }
                 }

@@ -12,11 +12,11 @@ mod tls;
 mod upgrade;
 mod write_queue;
 
-pub use app::{Server, Switchboard};
+pub use app::{Server, Switchboard, DEFAULT_MAX_INCOMPLETE_BYTES};
 pub use config::WsConfig;
 pub use hooks::{define_hooks, HookResult, HookSet, Hooks, IntoHookResult};
 pub(crate) use peer::{Outgoing, SharedCompression};
-pub use peer::{Peer, ReadyState, RequestInfo, SlowConsumerPolicy};
+pub use peer::{Peer, ReadyState, RequestInfo, SlowConsumerPolicy, QUEUE_ENTRY_COST};
 pub use tls::{TlsConfig, TlsError};
 pub use upgrade::{reject, Accept, IntoUpgradeResult, UpgradeRequest};
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Extensions, HeaderMap, Method, Uri, Version};
@@ -170,6 +170,11 @@ pub enum SlowConsumerPolicy {
 /// Code stored in `abort` to drop the connection without a close frame.
 pub(crate) const TERMINATE: u16 = 1;
 
+/// What a queued message costs beyond its payload, in the send queue's byte count: its queue slot and,
+/// for a publication, the frame's own allocation. Without it an empty message would cost nothing and a
+/// queue "full at 1 MiB" could hold millions of them.
+pub const QUEUE_ENTRY_COST: usize = 64;
+
 pub(crate) struct PeerShared {
     pub(crate) id: Uuid,
     pub(crate) remote_addr: Option<SocketAddr>,
@@ -184,6 +189,12 @@ pub(crate) struct PeerShared {
     /// A close that jumps the queue: 0 none, `TERMINATE`, or a close code (slow consumer, shutdown).
     pub(crate) abort: AtomicU16,
     pub(crate) abort_signal: Notify,
+    /// Notified when the connection task wrote queued bytes out while `drain_wanted` is set (a replay
+    /// waits for room in the queue).
+    pub(crate) drained: Notify,
+    pub(crate) drain_wanted: AtomicBool,
+    /// What the queue held, and the limit that applied, when the peer was found to be a slow consumer.
+    pub(crate) slow_consumer: Mutex<(usize, usize)>,
     pub(crate) route_peers: Arc<PeerSet>,
     pub(crate) app: Arc<super::app::AppShared>,
     pub(crate) topics: Mutex<std::collections::HashSet<Arc<str>>>,
@@ -268,7 +279,9 @@ impl Peer {
         self.shared.extensions.as_deref()
     }
 
-    /// Bytes queued for this peer and not yet written to its socket.
+    /// Bytes queued for this peer and not yet written to its socket: each queued message counts its
+    /// payload plus [`QUEUE_ENTRY_COST`] (what queueing it costs), so the limit bounds memory for any
+    /// message size.
     pub fn buffered_amount(&self) -> usize {
         self.shared.buffered.load(Ordering::Acquire)
     }
@@ -306,8 +319,10 @@ impl Peer {
         self.enqueue_item(Outgoing::Message(message), len, self.shared.max_buffered, SlowConsumerPolicy::Close)
     }
 
-    /// Queues an item that accounts for `len` bytes. Past `limit` (with something already queued, so
-    /// one large message always fits) the peer is a slow consumer and `policy` decides.
+    /// Queues an item whose payload is `len` bytes (it costs `len + QUEUE_ENTRY_COST`). Past `limit`
+    /// (with something already queued, so one large message always fits) the peer is a slow consumer
+    /// and `policy` decides. `QueueFull` is returned once, by the call that found the peer slow and
+    /// (under `Close`) started closing it; later calls get `Closed`.
     pub(crate) fn enqueue_item(
         &self,
         item: Outgoing,
@@ -315,22 +330,62 @@ impl Peer {
         limit: usize,
         policy: SlowConsumerPolicy,
     ) -> Result<(), SendError> {
-        if self.ready_state() > ReadyState::Open {
+        if self.ready_state() > ReadyState::Open || self.shared.abort.load(Ordering::Acquire) != 0 {
             return Err(SendError::Closed);
         }
-        let before = self.shared.buffered.fetch_add(len, Ordering::AcqRel);
-        if before > 0 && before + len > limit {
-            self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
-            if policy == SlowConsumerPolicy::Close {
-                tracing::warn!(peer = %self.id(), buffered = before, limit, "slow consumer: closing with 1013");
-                self.abort_with(CloseCode::TRY_AGAIN_LATER.0);
+        let cost = len.saturating_add(QUEUE_ENTRY_COST);
+        let before = self.shared.buffered.fetch_add(cost, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(cost) > limit {
+            self.shared.buffered.fetch_sub(cost, Ordering::AcqRel);
+            if policy == SlowConsumerPolicy::Close && !self.mark_slow_consumer(before, limit) {
+                // Another call found it slow first (or it is closing anyway).
+                return Err(SendError::Closed);
             }
             return Err(SendError::QueueFull { buffered: before, limit });
         }
         self.shared.outbox.push(item).map_err(|_| {
-            self.shared.buffered.fetch_sub(len, Ordering::AcqRel);
+            self.shared.buffered.fetch_sub(cost, Ordering::AcqRel);
             SendError::Closed
         })
+    }
+
+    /// Closes the peer with 1013 as a slow consumer (`buffered` bytes queued, over `limit`), with one log
+    /// line. Returns false if it was being closed already.
+    pub(crate) fn mark_slow_consumer(&self, buffered: usize, limit: usize) -> bool {
+        *self.shared.slow_consumer.lock().unwrap_or_else(|p| p.into_inner()) = (buffered, limit);
+        let first = self.abort_with(CloseCode::TRY_AGAIN_LATER.0);
+        if first {
+            tracing::warn!(peer = %self.id(), buffered, limit, "slow consumer: closing with 1013");
+        }
+        first
+    }
+
+    /// Waits until a message of `len` bytes fits in the queue under `limit` without making the peer a
+    /// slow consumer: the queue is empty, or at most half full with it. Returns false if the peer
+    /// closed meanwhile.
+    pub(crate) async fn wait_for_room(&self, len: usize, limit: usize) -> bool {
+        let cost = len.saturating_add(QUEUE_ENTRY_COST);
+        let fits = |buffered: usize| buffered == 0 || buffered.saturating_add(cost) <= limit / 2;
+        loop {
+            if self.ready_state() > ReadyState::Open || self.shared.abort.load(Ordering::Acquire) != 0 {
+                return false;
+            }
+            let drained = self.shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            self.shared.drain_wanted.store(true, Ordering::SeqCst);
+            if fits(self.buffered_amount()) {
+                self.shared.drain_wanted.store(false, Ordering::SeqCst);
+                return true;
+            }
+            // The notification is the fast path; the timeout covers a wake-up raced away.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), drained).await;
+        }
+    }
+
+    /// The queue size and the limit that made this peer a slow consumer.
+    pub(crate) fn slow_consumer_report(&self) -> (usize, usize) {
+        *self.shared.slow_consumer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Messages queued
@@ -351,15 +406,18 @@ impl Peer {
         self.abort_with(TERMINATE);
     }
 
-    /// Closes with `code` ahead of anything queued (slow consumers, shutdown).
-    pub(crate) fn abort_with(&self, code: u16) {
-        if self.shared.abort.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    /// Closes with `code` ahead of anything queued (slow consumers, shutdown). Returns false if the
+    /// peer was being aborted already.
+    pub(crate) fn abort_with(&self, code: u16) -> bool {
+        let first = self.shared.abort.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if first {
             // Wake a blocked write (it waits on the signal), leave a permit for one that has not started
             // waiting yet, and wake the task's main loop through its queue.
             self.shared.abort_signal.notify_waiters();
             self.shared.abort_signal.notify_one();
             let _ = self.shared.outbox.push(Outgoing::Wake);
         }
+        first
     }
 
     /// Subscribes to `topic`: publications to it reach this peer until it unsubscribes or leaves.

@@ -2,6 +2,7 @@
 //! everything queued for the peer. Nothing else touches the socket, so nothing else can block on it.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ use super::app::AppShared;
 use super::buffer_pool;
 use super::config::WsConfig;
 use super::hooks::{DynHooks, Handled, HookResult};
-use super::peer::{Outgoing, Peer, ReadyState, TERMINATE};
+use super::peer::{Outgoing, Peer, ReadyState, QUEUE_ENTRY_COST, TERMINATE};
 use super::write_queue::WriteQueue;
 use crate::error::{CloseEvent, Error};
 use crate::Message;
@@ -34,8 +35,11 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Why a write did not complete.
 enum WriteFailed {
     Io(std::io::Error),
-    /// The peer was aborted (slow consumer, terminate) while the write was blocked.
-    Aborted,
+    /// The peer was aborted (slow consumer, terminate, shutdown) before the write started, or while
+    /// it was blocked (`mid_write`: part of what was queued went out, maybe part of a frame).
+    Aborted {
+        mid_write: bool,
+    },
     /// The peer read nothing for this long.
     Stalled(Duration),
 }
@@ -52,13 +56,30 @@ pub(crate) struct PeerTask<IO> {
     pub(crate) read_buf: BytesMut,
     /// Items taken from the outbox and not yet encoded.
     pub(crate) pending: VecDeque<Outgoing>,
+    /// The `open` or `message` hook in progress. While it runs, reading pauses (the peer's messages
+    /// reach the hooks one at a time, in order) but writes, pings and deadlines go on.
+    pub(crate) hook: Option<HookFuture>,
+    /// Bytes of incomplete incoming messages this connection holds, counted in the server-wide budget.
+    pub(crate) incomplete: usize,
 }
+
+/// A hook call in progress, its error or panic already turned into an `Error`.
+pub(crate) type HookFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 impl<IO> Drop for PeerTask<IO> {
     fn drop(&mut self) {
         // Sends fail from now on (SendError::Closed) instead of queueing for nobody.
         self.peer.shared.outbox.close();
+        self.app.incomplete.release(std::mem::take(&mut self.incomplete));
     }
+}
+
+/// What parsing the buffered input led to.
+enum Parsed {
+    /// Parsed all that could be; `messages` complete messages went to the hooks.
+    Continue { messages: bool },
+    /// The connection ended.
+    Ended(CloseEvent),
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
@@ -71,11 +92,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
         }
         let mut write_buf = WriteQueue::default();
-        let opened = call_hook("open", self.hooks.open(peer.clone())).await;
-        let event = match opened {
-            Ok(()) => self.drive(&mut write_buf).await,
-            Err(error) => Box::pin(self.fail_internal(error, &mut write_buf)).await,
-        };
+        // The open hook runs inside the loop, so what it queues (a welcome, a replay fed as the queue
+        // drains) is written while it still runs. Frames that came with the handshake wait for it.
+        self.hook = Some(Box::pin(call_hook("open", self.hooks.open(peer.clone()))));
+        let event = self.drive(&mut write_buf).await;
+        // A hook still running when the connection ended is dropped: its peer is gone.
+        self.hook = None;
         peer.set_ready_state(ReadyState::Closed);
         peer.leave_topics();
         self.app.unregister(&peer);
@@ -93,6 +115,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         let mut last_message = start;
         let mut next_ping = config.ping_interval.map(|every| start + every);
         let mut close_deadline: Option<Instant> = None;
+        let mut message_deadline: Option<Instant> = None;
         let mut accounted = 0usize;
         // The keep-alive and idle deadlines move with every frame; re-arming a timer per frame would
         // cost more than the echo itself. They are checked when the timer fires and re-armed then.
@@ -103,10 +126,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         let timer = tokio::time::sleep_until(start + Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
-        // The deadlines only move when the timer fires or a close is sent: recompute them only then.
+        // The deadlines only move when the timer fires, a close is sent, or a message starts or ends:
+        // recompute them only then.
         let mut deadlines_moved = true;
-        // Frames the client sent right behind its handshake are already in the buffer.
-        let mut handshake_bytes = !self.read_buf.is_empty();
         loop {
             // An abort (slow consumer, terminate, shutdown) jumps the queue. `abort_with` also queues a
             // wake-up item, so an idle task gets here; checking a flag costs less than a Notify per turn.
@@ -115,7 +137,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             }
             if deadlines_moved {
                 deadlines_moved = false;
-                let deadline = [next_ping, keepalive_at, idle_at, close_deadline].into_iter().flatten().min();
+                let deadline =
+                    [next_ping, keepalive_at, idle_at, close_deadline, message_deadline].into_iter().flatten().min();
                 if deadline != armed {
                     if let Some(at) = deadline {
                         timer.as_mut().reset(at);
@@ -125,7 +148,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             }
             let outbox = &self.peer.shared.outbox;
             let pending = &self.pending;
-            tokio::select! {
+            let hook = &mut self.hook;
+            let reading = hook.is_none();
+            // Whether new input was parsed in this turn (and what it did).
+            let parsed = tokio::select! {
                 biased;
                 () = std::future::poll_fn(|cx| if pending.is_empty() { outbox.poll_ready(cx) } else { Poll::Ready(()) }) => {
                     accounted += self.drain_queue(write_buf);
@@ -137,9 +163,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                         close_deadline = Some(Instant::now() + config.close_timeout);
                         deadlines_moved = true;
                     }
+                    None
                 }
-                read = read_more(&mut self.io, &mut self.read_buf, handshake_bytes) => {
-                    handshake_bytes = false;
+                finished = poll_hook(hook), if !reading => {
+                    self.hook = None;
+                    if let Err(error) = finished {
+                        return Box::pin(self.fail_internal(error, write_buf)).await;
+                    }
+                    if tracks_time {
+                        // Reading paused while the hook ran: the peer is not to blame for that time.
+                        last_frame = Instant::now();
+                    }
+                    // Frames that arrived behind the message (or the handshake) are parsed now.
+                    Some(self.parse_input(write_buf, &mut accounted).await)
+                }
+                read = read_more(&mut self.io, &mut self.read_buf), if reading => {
                     match read {
                         Ok(0) => return self.eof(),
                         Err(e) => return Box::pin(self.lost(e)).await,
@@ -150,36 +188,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     if tracks_time {
                         last_frame = Instant::now();
                     }
-                    loop {
-                        match self.conn.receive(&mut self.read_buf) {
-                            Ok(None) => break,
-                            Ok(Some(Event::Message(kind, data))) => {
-                                last_message = last_frame;
-                                let message = Message::from_wire(kind, data);
-                                let handled = match self.hooks.message_now(&self.peer, message) {
-                                    Handled::Done(handled) => handled,
-                                    Handled::Async(message) => call_hook("message", self.hooks.message(self.peer.clone(), message)).await,
-                                };
-                                if let Err(error) = handled {
-                                    return Box::pin(self.fail_internal(error, write_buf)).await;
-                                }
-                            }
-                            Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf.buf()),
-                            Ok(Some(Event::Pong(_))) => {}
-                            Ok(Some(Event::Close(frame))) => {
-                                return Box::pin(self.peer_closed(frame, write_buf, &mut accounted)).await;
-                            }
-                            Err(error) => return Box::pin(self.fail_protocol(error, write_buf)).await,
-                        }
-                    }
-                    // Replies the hooks queued go out in the same write as the pongs.
-                    accounted += self.drain_queue(write_buf);
-                    if let Err(failure) = self.flush(write_buf, &mut accounted).await {
-                        return Box::pin(self.write_failed(failure, write_buf)).await;
-                    }
-                    if self.read_buf.is_empty() {
-                        buffer_pool::give_back(&mut self.read_buf);
-                    }
+                    Some(self.parse_input(write_buf, &mut accounted).await)
                 }
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
@@ -188,19 +197,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     if close_deadline.is_some_and(|d| now >= d) {
                         return CloseEvent { code: 1006, reason: "close handshake timed out".into(), was_clean: false };
                     }
+                    if let Some(timeout) = message_deadline.filter(|d| now >= *d).and(config.message_timeout) {
+                        Box::pin(self.report(Error::MessageTimeout(timeout))).await;
+                        let reason = format!("message not completed within {}s", timeout.as_secs_f64());
+                        return Box::pin(self.close_now(CloseFrame::new(CloseCode::POLICY_VIOLATION, reason), write_buf)).await;
+                    }
+                    // While a hook runs nothing is read, so silence proves nothing about the peer.
+                    let waiting_for_hook = self.hook.is_some();
                     if let Some(timeout) = config.keepalive_timeout {
-                        if now >= last_frame + timeout {
+                        if now >= last_frame + timeout && !waiting_for_hook {
                             Box::pin(self.report(Error::KeepaliveTimeout(timeout))).await;
                             return Box::pin(self.close_now(CloseFrame::new(CloseCode::INTERNAL_ERROR, "keep-alive timeout"), write_buf)).await;
                         }
-                        keepalive_at = Some(last_frame + timeout);
+                        keepalive_at = Some(last_frame.max(now - timeout) + timeout);
                     }
                     if let Some(timeout) = config.idle_timeout {
-                        if now >= last_message + timeout && close_deadline.is_none() {
+                        if now >= last_message + timeout && close_deadline.is_none() && !waiting_for_hook {
                             let _ = self.peer.close(CloseCode::NORMAL.0, "idle timeout");
                             last_message = now + config.close_timeout;
                         }
-                        idle_at = Some(last_message + timeout);
+                        idle_at = Some(last_message.max(now - timeout) + timeout);
                     }
                     if let Some(at) = next_ping.filter(|at| now >= *at) {
                         self.conn.encode_ping(b"", write_buf.buf());
@@ -209,9 +225,88 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                         }
                         next_ping = config.ping_interval.map(|every| at.max(now - every) + every);
                     }
+                    None
+                }
+            };
+            let Some(parsed) = parsed else { continue };
+            match parsed {
+                Parsed::Ended(event) => return event,
+                Parsed::Continue { messages } => {
+                    if messages {
+                        last_message = last_frame;
+                    }
                 }
             }
+            if let Some(event) = Box::pin(self.account_incomplete(write_buf)).await {
+                return event;
+            }
+            match (self.conn.is_mid_message(), message_deadline.is_some(), config.message_timeout) {
+                (true, false, Some(timeout)) => {
+                    message_deadline = Some(Instant::now() + timeout);
+                    deadlines_moved = true;
+                }
+                (false, true, _) => {
+                    message_deadline = None;
+                    deadlines_moved = true;
+                }
+                _ => {}
+            }
+            // Replies the hooks queued go out in the same write as the pongs.
+            accounted += self.drain_queue(write_buf);
+            if let Err(failure) = self.flush(write_buf, &mut accounted).await {
+                return Box::pin(self.write_failed(failure, write_buf)).await;
+            }
+            if self.read_buf.is_empty() {
+                buffer_pool::give_back(&mut self.read_buf);
+            }
         }
+    }
+
+    /// Parses the buffered input and hands complete messages to the hooks, until more bytes are
+    /// needed or a message hook has to be awaited (it is left in `self.hook`).
+    async fn parse_input(&mut self, write_buf: &mut WriteQueue, accounted: &mut usize) -> Parsed {
+        let mut messages = false;
+        while self.hook.is_none() {
+            match self.conn.receive(&mut self.read_buf) {
+                Ok(None) => break,
+                Ok(Some(Event::Message(kind, data))) => {
+                    messages = true;
+                    let message = Message::from_wire(kind, data);
+                    match self.hooks.message_now(&self.peer, message) {
+                        Handled::Done(Ok(())) => {}
+                        Handled::Done(Err(error)) => return Parsed::Ended(self.fail_internal(error, write_buf).await),
+                        Handled::Async(message) => {
+                            let call = self.hooks.message(self.peer.clone(), message);
+                            self.hook = Some(Box::pin(call_hook("message", call)));
+                        }
+                    }
+                }
+                Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf.buf()),
+                Ok(Some(Event::Pong(_))) => {}
+                Ok(Some(Event::Close(frame))) => {
+                    return Parsed::Ended(self.peer_closed(frame, write_buf, accounted).await);
+                }
+                Err(error) => return Parsed::Ended(self.fail_protocol(error, write_buf).await),
+            }
+        }
+        Parsed::Continue { messages }
+    }
+
+    /// Counts what this connection holds of incomplete messages in the server-wide budget. Over the
+    /// budget, the connection whose input took the total past it is closed: with 1009 when its own
+    /// message is larger than the whole budget (it could never fit), with 1013 otherwise.
+    async fn account_incomplete(&mut self, write_buf: &mut WriteQueue) -> Option<CloseEvent> {
+        let held = self.read_buf.len() + self.conn.partial_len();
+        let before = std::mem::replace(&mut self.incomplete, held);
+        let over = self.app.incomplete.update(before, held)?;
+        let (code, reason) = if held > over.budget {
+            (CloseCode::MESSAGE_TOO_BIG, "message larger than the server's budget for incomplete messages")
+        } else {
+            (CloseCode::TRY_AGAIN_LATER, "server busy: too many incomplete messages")
+        };
+        tracing::warn!(peer = %self.peer.id(), held, total = over.total, budget = over.budget, code = code.0, "{reason}");
+        self.report(Error::IncompleteBudget { held, total: over.total, budget: over.budget }).await;
+        Some(self.close_now(CloseFrame::new(code, reason), write_buf).await)
     }
 
     /// Encodes one queued item; returns the message bytes it accounts for in `buffered_amount`.
@@ -221,7 +316,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 let len = message.len();
                 let kind = if message.is_text() { MessageKind::Text } else { MessageKind::Binary };
                 self.conn.encode_message(kind, message.bytes(), write_buf.buf());
-                len
+                len + QUEUE_ENTRY_COST
             }
             Outgoing::Frame { frame, accounted } => {
                 if self.conn.can_send_data() {
@@ -263,7 +358,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             return Ok(());
         }
         if self.peer.shared.abort.load(Ordering::Acquire) != 0 {
-            return Err(WriteFailed::Aborted);
+            return Err(WriteFailed::Aborted { mid_write: false });
         }
         let write = write_buf.write_to(&mut self.io);
         tokio::pin!(write);
@@ -279,7 +374,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                     tokio::select! {
                         biased;
                         written = &mut write => written.map_err(WriteFailed::Io),
-                        () = abort_signal.notified() => Err(WriteFailed::Aborted),
+                        () = abort_signal.notified() => Err(WriteFailed::Aborted { mid_write: true }),
                         () = tokio::time::sleep(stall) => Err(WriteFailed::Stalled(stall)),
                     }
                 })
@@ -287,6 +382,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             }
         }
         self.peer.shared.buffered.fetch_sub(std::mem::take(accounted), Ordering::AcqRel);
+        if self.peer.shared.drain_wanted.load(Ordering::SeqCst) {
+            self.peer.shared.drained.notify_waiters();
+        }
         Ok(())
     }
 
@@ -335,8 +433,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
 
     /// Sends `frame` ahead of anything queued and closes without waiting for the answer.
     async fn close_now(&mut self, frame: CloseFrame, write_buf: &mut WriteQueue) -> CloseEvent {
-        self.peer.set_ready_state(ReadyState::Closing);
         write_buf.clear();
+        self.close_after(frame, write_buf).await
+    }
+
+    /// Sends what is in `write_buf`, then `frame`, and closes without waiting for the answer.
+    async fn close_after(&mut self, frame: CloseFrame, write_buf: &mut WriteQueue) -> CloseEvent {
+        self.peer.set_ready_state(ReadyState::Closing);
         self.conn.encode_close(Some(&frame), write_buf.buf());
         self.conn.abort();
         self.write_best_effort(write_buf).await;
@@ -344,9 +447,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         CloseEvent { code: frame.code.0, reason: frame.reason, was_clean: false }
     }
 
-    /// Handles `abort_with`: terminate, or a close that jumps the queue. `mid_frame`: a write was cut
-    /// off inside a frame, so no close frame can follow and the connection is just dropped.
-    async fn abort(&mut self, write_buf: &mut WriteQueue, mid_frame: bool) -> CloseEvent {
+    /// Handles `abort_with`: terminate, or a close that jumps the queue. `mid_write`: a blocked write was
+    /// cut off, maybe inside a frame; what is left of it goes out first (the close frame can only follow
+    /// a whole frame), then the close frame, as far as the socket takes them within the close timeout.
+    async fn abort(&mut self, write_buf: &mut WriteQueue, mid_write: bool) -> CloseEvent {
         let code = self.peer.shared.abort.load(Ordering::Acquire);
         if code == TERMINATE || code == 0 {
             self.conn.abort();
@@ -354,20 +458,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         }
         let reason = if code == CloseCode::TRY_AGAIN_LATER.0 { "slow consumer" } else { "closing" };
         if code == CloseCode::TRY_AGAIN_LATER.0 {
-            let (buffered, limit) = (self.peer.buffered_amount(), self.peer.shared.max_buffered);
+            let (buffered, limit) = self.peer.slow_consumer_report();
             self.report(Error::SlowConsumer { buffered, limit }).await;
         }
-        if mid_frame {
-            self.conn.abort();
-            return CloseEvent { code, reason: reason.into(), was_clean: false };
+        if !mid_write {
+            write_buf.clear();
         }
-        self.close_now(CloseFrame::new(code, reason), write_buf).await
+        self.close_after(CloseFrame::new(code, reason), write_buf).await
     }
 
     async fn write_failed(&mut self, failure: WriteFailed, write_buf: &mut WriteQueue) -> CloseEvent {
         match failure {
             WriteFailed::Io(error) => self.lost(error).await,
-            WriteFailed::Aborted => self.abort(write_buf, true).await,
+            WriteFailed::Aborted { mid_write } => self.abort(write_buf, mid_write).await,
             WriteFailed::Stalled(after) => {
                 let error =
                     std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no write progress for {after:?}"));
@@ -416,11 +519,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 }
 
-/// Reads more bytes, or reports those already buffered (`buffered`) without reading.
-async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut, buffered: bool) -> std::io::Result<usize> {
-    if buffered {
-        return Ok(buf.len());
-    }
+/// Reads more bytes.
+async fn read_more<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| poll_read_pooled(Pin::new(&mut *io), cx, buf)).await
 }
 
@@ -441,6 +541,15 @@ fn poll_read_pooled<IO: AsyncRead>(
         buffer_pool::give_back(buf);
     }
     read
+}
+
+/// Polls the hook in progress (never ready when there is none).
+async fn poll_hook(hook: &mut Option<HookFuture>) -> Result<(), Error> {
+    std::future::poll_fn(|cx| match hook.as_mut() {
+        Some(call) => call.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
+    .await
 }
 
 /// Runs a hook, turning a returned error or a panic into an `Error`.
