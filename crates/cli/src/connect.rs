@@ -2,9 +2,10 @@
 //! tokio-tungstenite), built on the library's `Session`.
 //!
 //! stdin lines are sent as messages; received messages go to stdout, one per line (binary ones as
-//! `[binary] <base64>`); state changes and the close code go to stderr. When stdin ends, the session
-//! closes with 1000 and the command exits 0 once the server answered; a server close with an error
-//! code exits 2, a connection that could not be opened exits 1.
+//! `[binary] <base64>`); state changes and the close code go to stderr. When stdin ends, the command
+//! keeps printing what arrives until the server has been quiet for the linger period (`--linger`,
+//! 1 s), so replies to the last lines are not lost, then closes with 1000 and exits 0 once the server
+//! answered; a server close with an error code exits 2, a connection that could not be opened exits 1.
 
 use std::io::Write;
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub struct ConnectArgs {
     /// Do not offer permessage-deflate.
     #[arg(long)]
     no_compression: bool,
+    /// After the end of input, close once the server has sent nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    linger: f64,
 }
 
 /// Exit codes.
@@ -71,6 +75,11 @@ pub async fn run(args: ConnectArgs) -> Result<u8, Box<dyn std::error::Error>> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut ever_opened = false;
+    let linger = Duration::try_from_secs_f64(args.linger).map_err(|e| format!("--linger {}: {e}", args.linger))?;
+    // Armed at the end of input, pushed back by every message received; the session closes when it fires.
+    let quiet_until = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(quiet_until);
+    let mut lingering = false;
     let stdout = std::io::stdout();
     loop {
         tokio::select! {
@@ -84,11 +93,19 @@ pub async fn run(args: ConnectArgs) -> Result<u8, Box<dyn std::error::Error>> {
                 }
                 Ok(None) | Err(_) => {
                     stdin_open = false;
-                    let closer = session.clone();
-                    tokio::spawn(async move { closer.close(1000, "").await });
+                    lingering = true;
+                    quiet_until.as_mut().reset(tokio::time::Instant::now() + linger);
                 }
             },
+            () = &mut quiet_until, if lingering => {
+                lingering = false;
+                let closer = session.clone();
+                tokio::spawn(async move { closer.close(1000, "").await });
+            }
             Some(message) = messages.next() => {
+                if lingering {
+                    quiet_until.as_mut().reset(tokio::time::Instant::now() + linger);
+                }
                 if print_message(&stdout, &message).is_err() {
                     // stdout is gone (a closed pipe): nobody reads any more.
                     let _ = session.close(1000, "").await;

@@ -1,5 +1,7 @@
 //! `switchboard connect` against `switchboard serve`, and the client surviving a killed server.
 
+#[path = "../../switchboard/tests/support/foreign.rs"]
+mod foreign;
 mod support;
 
 use std::io::Write;
@@ -100,4 +102,19 @@ async fn the_client_reconnects_after_the_server_is_killed_and_restarted() {
         let text = tokio::time::timeout(wait, texts.next()).await.expect("replayed");
         assert_eq!(text, Some(format!("while down {i}")));
     }
+}
+
+/// A server that answers a close at once drops what it still owed (Python's `websockets` does): with
+/// piped input the replies to the last lines must arrive before `connect` closes.
+#[test]
+fn piped_input_gets_every_reply_from_a_foreign_server_before_the_close() {
+    let python = foreign::Peer::python();
+    let url = python.url("/echo");
+    let (stdout, stderr, code) = connect(&[&url], &b"hello\nsecond\n"[..]);
+    assert_eq!((stdout.as_str(), code), ("hello\nsecond\n", 0), "stderr: {stderr}");
+    let (stdout, stderr, code) = connect(&["--linger", "0.3", &url], &b"a\nb\nc\n"[..]);
+    assert_eq!((stdout.as_str(), code), ("a\nb\nc\n", 0), "stderr: {stderr}");
+    let (_, stderr, code) = connect(&["--linger=-1", &url], &b"a\n"[..]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--linger -1"), "{stderr}");
 }

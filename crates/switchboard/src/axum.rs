@@ -1,5 +1,10 @@
 //! Mounting WebSocket hooks in an existing axum application.
 //!
+//! Every route made with [`ws`] belongs to one process-wide group: they share topics, the peer list and
+//! shutdown, as routes of one [`Switchboard`](crate::Switchboard) do. [`hub`] reaches that group
+//! (publish, list peers, shut down). For a separate group with its own settings, build a `Switchboard`
+//! and mount [`Switchboard::into_router`](crate::Switchboard::into_router) instead.
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use switchboard::define_hooks;
@@ -13,12 +18,18 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::routing::MethodRouter;
 
 use crate::server::{erase, AppShared, Endpoint};
-use crate::{Hooks, WsConfig};
+use crate::{Hooks, Hub, WsConfig};
+
+/// The group every [`ws`] route belongs to.
+fn group() -> Arc<AppShared> {
+    static GROUP: OnceLock<Arc<AppShared>> = OnceLock::new();
+    GROUP.get_or_init(Arc::default).clone()
+}
 
 /// An axum route handler that serves `hooks` (default limits).
 pub fn ws(hooks: impl Hooks) -> MethodRouter {
@@ -27,12 +38,11 @@ pub fn ws(hooks: impl Hooks) -> MethodRouter {
 
 /// An axum route handler that serves `hooks` with the given limits.
 pub fn ws_with_config(hooks: impl Hooks, config: WsConfig) -> MethodRouter {
-    Endpoint {
-        hooks: erase(hooks),
-        config: Arc::new(config),
-        peers: Arc::default(),
-        app: Arc::new(AppShared::default()),
-        fallback: None,
-    }
-    .into_method_router()
+    Endpoint { hooks: erase(hooks), config: Arc::new(config), peers: Arc::default(), app: group(), fallback: None }
+        .into_method_router()
+}
+
+/// The hub of the routes made with [`ws`]: publish to their topics, list their peers, shut them down.
+pub fn hub() -> Hub {
+    Hub { app: group() }
 }

@@ -166,6 +166,12 @@ impl Connection {
         self.message.as_ref().map_or(0, |m| m.data.len())
     }
 
+    /// The size the message being received will have at least: what is assembled plus the declared
+    /// length of the frame in progress (compressed messages may inflate to more).
+    pub fn incoming_message_len(&self) -> usize {
+        self.partial_len() + self.frame.as_ref().map_or(0, |f| f.len)
+    }
+
     /// Parses the next event from the front of `input`, consuming what it used.
     ///
     /// Returns `Ok(None)` when more bytes are needed. After an error, or once the peer's close frame has

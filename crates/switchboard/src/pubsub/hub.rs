@@ -71,6 +71,13 @@ impl Hub {
         self.app.peers()
     }
 
+    /// Refuses new upgrades (503), sends 1001 to every peer, and waits up to `grace` for their close
+    /// handshakes; peers still open after that are dropped. For routes served by your own HTTP server
+    /// (`switchboard::axum`); a [`Server`](crate::Server) also stops accepting in its `shutdown`.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.app.shutdown(grace).await;
+    }
+
     /// Counters.
     pub fn stats(&self) -> PubSubStats {
         self.app.topics.stats()

@@ -97,6 +97,30 @@ impl AppShared {
         self.shutting_down.load(Ordering::Acquire)
     }
 
+    /// Refuses new upgrades (503), sends 1001 to every peer, and waits up to `grace` for their close
+    /// handshakes; peers still open after that are dropped.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        for peer in self.peers.list() {
+            let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let left = self.peer_left.notified();
+            if self.peers.len() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, left).await.is_err() {
+                let stragglers = self.peers.list();
+                tracing::warn!(count = stragglers.len(), "peers did not close in time: dropping them");
+                for peer in stragglers {
+                    peer.terminate();
+                }
+                break;
+            }
+        }
+    }
+
     /// Starts the server's housekeeping (history expiry, removal of unused topics) once, on the
     /// current tokio runtime. It ends when the server is dropped.
     pub(crate) fn start_background(self: &Arc<Self>) {
@@ -278,7 +302,9 @@ impl Switchboard {
     }
 }
 
-/// A running server.
+/// A running server. Dropping it leaves the server running in the background (like dropping a tokio
+/// `JoinHandle`); call [`Server::shutdown`] or [`Server::run_until_signal`] to stop it.
+#[must_use = "dropping the Server leaves it running with no way to shut it down; await run_until_signal() or keep it for shutdown()"]
 pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<AppShared>,
@@ -321,24 +347,7 @@ impl Server {
         self.shared.shutting_down.store(true, Ordering::Release);
         let _ = self.stop.send(true);
         let _ = self.accept.await;
-        for peer in self.shared.peers.list() {
-            let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
-        }
-        let deadline = tokio::time::Instant::now() + self.grace;
-        loop {
-            let left = self.shared.peer_left.notified();
-            if self.shared.peers.len() == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, left).await.is_err() {
-                let stragglers = self.shared.peers.list();
-                tracing::warn!(count = stragglers.len(), "peers did not close in time: dropping them");
-                for peer in stragglers {
-                    peer.terminate();
-                }
-                break;
-            }
-        }
+        self.shared.shutdown(self.grace).await;
         tracing::info!("shut down");
     }
 }
@@ -364,12 +373,21 @@ fn wait_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> +
     })
 }
 
+/// Resolves when shutdown was asked for; never when the `Server` was merely dropped.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Router, mut stop: watch::Receiver<bool>) {
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            () = stop_requested(&mut stop) => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    failures.recovered();
                     let _ = stream.set_nodelay(true);
                     let router = router.clone();
                     let stop = stop.clone();
@@ -391,8 +409,8 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Rout
                 }
                 Err(error) => {
                     // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = failures.failed(&error);
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -419,9 +437,35 @@ where
                 tracing::debug!(%addr, %error, "HTTP connection ended with an error");
             }
         }
-        _ = stop.changed() => {
+        () = stop_requested(&mut stop) => {
             connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        }
+    }
+}
+
+/// An episode of failing accepts (out of file descriptors, say): one warning when it starts, one line
+/// when it ends, with the count; the pause between attempts grows from 10 ms to 1 s.
+#[derive(Default)]
+struct AcceptFailures {
+    count: u64,
+    since: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        self.count += 1;
+        if self.since.is_none() {
+            self.since = Some(std::time::Instant::now());
+            tracing::warn!(%error, "accept failed: backing off until connections can be accepted again");
+        }
+        Duration::from_millis(10u64.saturating_mul(1 << self.count.min(7)).min(1000))
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::warn!(failures = self.count, seconds = since.elapsed().as_secs_f64(), "accepting again");
+            self.count = 0;
         }
     }
 }

@@ -293,13 +293,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 
     /// Counts what this connection holds of incomplete messages in the server-wide budget. Over the
-    /// budget, the connection whose input took the total past it is closed: with 1009 when its own
-    /// message is larger than the whole budget (it could never fit), with 1013 otherwise.
+    /// budget, the connection whose input took the total past it is closed: with 1009 when the message
+    /// it is sending is larger than the whole budget (it could never fit), with 1013 otherwise.
     async fn account_incomplete(&mut self, write_buf: &mut WriteQueue) -> Option<CloseEvent> {
         let held = self.read_buf.len() + self.conn.partial_len();
         let before = std::mem::replace(&mut self.incomplete, held);
         let over = self.app.incomplete.update(before, held)?;
-        let (code, reason) = if held > over.budget {
+        let (code, reason) = if self.conn.incoming_message_len().max(held) > over.budget {
             (CloseCode::MESSAGE_TOO_BIG, "message larger than the server's budget for incomplete messages")
         } else {
             (CloseCode::TRY_AGAIN_LATER, "server busy: too many incomplete messages")
@@ -440,6 +440,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     /// Sends what is in `write_buf`, then `frame`, and closes without waiting for the answer.
     async fn close_after(&mut self, frame: CloseFrame, write_buf: &mut WriteQueue) -> CloseEvent {
         self.peer.set_ready_state(ReadyState::Closing);
+        // Nothing more is parsed: what an incomplete message held is freed now, not after the linger.
+        self.read_buf = BytesMut::new();
+        self.app.incomplete.release(std::mem::take(&mut self.incomplete));
         self.conn.encode_close(Some(&frame), write_buf.buf());
         self.conn.abort();
         self.write_best_effort(write_buf).await;

@@ -105,6 +105,11 @@ impl TestClient {
         self.io.write_all(&out).await.expect("write");
     }
 
+    /// Writes raw bytes (a partial frame, say).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.io.write_all(bytes).await.expect("write");
+    }
+
     pub async fn close(&mut self, code: u16, reason: &str) {
         let mut out = BytesMut::new();
         self.conn.encode_close(Some(&CloseFrame::new(code, reason)), &mut out);
