@@ -370,3 +370,13 @@ async fn frames_sent_right_behind_the_handshake_are_not_lost() {
         received.extend_from_slice(&chunk[..n]);
     }
 }
+
+#[tokio::test]
+async fn a_dropped_server_keeps_serving() {
+    let addr = serve(Switchboard::new().ws("/echo", echo())).await.local_addr();
+    // The Server handle is gone: the server is not.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut client = TestClient::connect(addr, "/echo").await;
+    client.send_text("still here").await;
+    assert_eq!(client.recv_text().await, "still here");
+}
