@@ -187,6 +187,49 @@ async fn a_catch_up_larger_than_the_subscriber_queue_is_replayed_in_full() {
     assert_eq!(hub.stats().slow_closed, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_catch_ups_that_publish_after_their_welcome_all_complete() {
+    let history = HistoryConfig { size: 100, ttl: Duration::from_secs(60), ..HistoryConfig::default() };
+    let pubsub = PubSubConfig { max_subscriber_queue: SUBSCRIBER_LIMIT, history: Some(history), ..Default::default() };
+    // As /chat does: each newcomer announces itself to the others once it is welcomed.
+    let hooks = define_hooks().open(|peer: Peer| async move {
+        let since: Position = peer.request().query_param("since").unwrap_or_default().parse()?;
+        let recovery = peer.subscribe_since("room", &since).await;
+        peer.send_text(format!("welcome {}", recovery.recovered))?;
+        peer.publish("room", "joined");
+        Ok::<_, switchboard::BoxError>(())
+    });
+    let server = Switchboard::new().pubsub(pubsub).ws("/room", hooks).bind("127.0.0.1:0").await.expect("bind");
+    let hub = server.hub();
+    let first = hub.publish_with_position("room", "m".repeat(32 << 10)).await.expect("history is on");
+    for _ in 1..40 {
+        hub.publish("room", "m".repeat(32 << 10));
+    }
+    let since = Position { offset: 0, ..first };
+    let addr = server.local_addr();
+    let clients = (0..4).map(|_| {
+        let path = format!("/room?since={since}");
+        async move {
+            let mut client = TestClient::connect(addr, &path).await;
+            let mut replayed = 0;
+            loop {
+                let text = client.recv_text().await;
+                match text.as_str() {
+                    "welcome true" => return replayed,
+                    "joined" => {}
+                    other => {
+                        assert_eq!(other.len(), 32 << 10, "{other:.40}");
+                        replayed += 1;
+                    }
+                }
+            }
+        }
+    });
+    let replayed = futures_util::future::join_all(clients).await;
+    assert_eq!(replayed, [40, 40, 40, 40]);
+    assert_eq!(hub.stats().slow_closed, 0);
+}
+
 #[tokio::test]
 async fn history_expires_on_time_and_unused_topics_go() {
     let history = HistoryConfig { size: 10, ttl: Duration::from_millis(300), ..HistoryConfig::default() };

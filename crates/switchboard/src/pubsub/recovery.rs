@@ -56,7 +56,7 @@ impl Topics {
         };
         self.replay(topic, peer, &recovery.position.epoch, missed).await;
         let covered = if recovery.recovered { recovery.position.offset } else { 0 };
-        self.release_held(topic, peer, covered);
+        self.release_held(topic, peer, covered).await;
         recovery
     }
 
@@ -112,23 +112,37 @@ impl Topics {
             if !peer.wait_for_room(framed.len(), limits.limit).await {
                 return;
             }
-            let frame = framed.frame_for(peer);
+            let frame = framed.frame_for_off_thread(peer).await;
             if !self.enqueue(topic, peer, frame, framed.len(), limits) {
                 return;
             }
         }
     }
 
-    /// Ends the recovery: what was held back goes to the queue (but what the replay covered), and live
-    /// publications flow from now on.
-    fn release_held(&self, topic: &str, peer: &Peer, covered: u64) {
+    /// Ends the recovery: what was held back goes to the queue as it drains (but what the replay
+    /// covered), and once nothing is held back any more, live publications flow directly. What is
+    /// published meanwhile is held back behind it, so the order is kept.
+    async fn release_held(&self, topic: &str, peer: &Peer, covered: u64) {
         let limits = self.queue_limits();
-        let Some(entry) = read(&self.table).get(topic).cloned() else { return };
-        let mut entry = lock(&entry);
-        let Some(subscriber) = entry.subscribers.get_mut(&peer.id()) else { return };
-        let held = subscriber.held.take().unwrap_or_default();
-        for pending in held.items.into_iter().filter(|p| p.offset.is_none_or(|offset| offset > covered)) {
-            self.enqueue(topic, peer, pending.frame, pending.len, limits);
+        loop {
+            let Some(entry) = read(&self.table).get(topic).cloned() else { return };
+            let items = {
+                let mut entry = lock(&entry);
+                let Some(subscriber) = entry.subscribers.get_mut(&peer.id()) else { return };
+                let Some(held) = subscriber.held.as_mut() else { return };
+                if held.items.is_empty() {
+                    subscriber.held = None;
+                    return;
+                }
+                held.bytes = 0;
+                std::mem::take(&mut held.items)
+            };
+            for pending in items.into_iter().filter(|p| p.offset.is_none_or(|offset| offset > covered)) {
+                if !peer.wait_for_room(pending.len, limits.limit).await {
+                    return;
+                }
+                self.enqueue(topic, peer, pending.frame, pending.len, limits);
+            }
         }
     }
 }

@@ -168,6 +168,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 finished = poll_hook(hook), if !reading => {
                     self.hook = None;
                     if let Err(error) = finished {
+                        if self.peer.shared.abort.load(Ordering::Acquire) != 0 {
+                            // The hook failed because the peer is being closed (its sends fail): the
+                            // close that is under way says why, not 1011.
+                            tracing::debug!(peer = %self.peer.id(), %error, "hook failed while the peer was closing");
+                            return Box::pin(self.abort(write_buf, false)).await;
+                        }
                         return Box::pin(self.fail_internal(error, write_buf)).await;
                     }
                     if tracks_time {
