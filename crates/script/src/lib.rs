@@ -1,0 +1,20 @@
+//! # switchboard-script
+//!
+//! Eclipse Dirigible's WebSocket API (`sdk/net`) on Switchboard: `*.websocket` descriptors with
+//! JavaScript handler modules, served at `/websockets/v4/service/<endpoint>`, and outbound clients
+//! created from scripts and found again by id or handler. Handlers run in QuickJS, one runtime per
+//! endpoint on a thread of its own, with a memory limit and a CPU-time limit per event.
+#![warn(missing_docs)]
+
+mod clients;
+mod engine;
+mod error;
+mod files;
+mod host;
+mod loader;
+mod source;
+
+pub use clients::{ClientInfo, Registry};
+pub use engine::{Engine, EngineConfig, Event, Method};
+pub use error::{ScriptError, ScriptErrorKind};
+pub use files::ProjectFiles;
