@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the server with the built-in demo endpoints (/echo, /chat).
+    /// Runs the server: the demo endpoints (/echo, /chat) and a project's script endpoints.
     Serve(serve::ServeArgs),
     /// Connects to a WebSocket server: stdin lines out, received messages to stdout.
     Connect(connect::ConnectArgs),

@@ -7,6 +7,7 @@ use axum::routing::get;
 use switchboard::pubsub::{HistoryConfig, PubSubConfig};
 use switchboard::wire::deflate::DeflateConfig;
 use switchboard::{Switchboard, TlsConfig, WsConfig};
+use switchboard_script::{EngineConfig, Project, ProjectConfig, ProjectFiles};
 
 #[path = "../../../examples/chat.rs"]
 mod chat;
@@ -16,6 +17,10 @@ mod echo;
 /// Options of `switchboard serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// Project folder: every `*.websocket` descriptor under it is served at
+    /// /websockets/v4/service/<endpoint> with its JavaScript handler (default: the built-in demo project).
+    #[arg(value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1", env = "SWITCHBOARD_HOST")]
     host: IpAddr,
@@ -49,9 +54,40 @@ pub struct ServeArgs {
     /// Seconds a client has to complete a message once it started sending it (1008 after that).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "SWITCHBOARD_MESSAGE_TIMEOUT")]
     message_timeout: u64,
+    /// MiB each script endpoint's JavaScript runtime may allocate.
+    #[arg(long, value_name = "MIB", default_value_t = 64, env = "SWITCHBOARD_SCRIPT_MEMORY_MIB")]
+    script_memory_mib: usize,
+    /// Milliseconds of CPU time a script handler may take per event.
+    #[arg(long, value_name = "MS", default_value_t = 1000, env = "SWITCHBOARD_SCRIPT_CPU_MS")]
+    script_cpu_ms: u64,
+    /// Hosts that scripts' outbound clients may reach (exact, or *.domain; repeatable). Default: any.
+    #[arg(long = "allow-outbound", value_name = "PATTERN")]
+    allow_outbound: Vec<String>,
 }
 
-const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n";
+/// The demo project served when no DIR is given.
+const DEMO_PROJECT: &[(&str, &str)] = &[
+    ("demo/shout.websocket", include_str!("../demo/demo/shout.websocket")),
+    ("demo/shout.js", include_str!("../demo/demo/shout.js")),
+    ("my-endpoint.websocket", include_str!("../demo/my-endpoint.websocket")),
+    ("my-project/ws-handler.js", include_str!("../demo/my-project/ws-handler.js")),
+];
+
+/// The project files: DIR, or the built-in demo.
+fn project_files(dir: Option<&std::path::Path>) -> Result<ProjectFiles, String> {
+    match dir {
+        None => Ok(ProjectFiles::embedded(DEMO_PROJECT)),
+        Some(dir) => {
+            let root = dir.canonicalize().map_err(|e| format!("project folder {}: {e}", dir.display()))?;
+            if !root.is_dir() {
+                return Err(format!("project folder {}: not a folder", dir.display()));
+            }
+            Ok(ProjectFiles::Dir(root))
+        }
+    }
+}
+
+const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n  /websockets/v4/service/<endpoint>  the project's script endpoints (*.websocket descriptors)\n\nOperations view of the script endpoints: /services/v4/ops/websockets\n";
 
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Browsers always offer permessage-deflate; the demo endpoints accept it (the library default is off).
@@ -75,11 +111,19 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         };
         app = app.pubsub(PubSubConfig { history: Some(history), ..PubSubConfig::default() });
     }
+    let files = project_files(args.dir.as_deref())?;
+    let engine = EngineConfig {
+        memory_limit: args.script_memory_mib.saturating_mul(1 << 20),
+        cpu_limit: Duration::from_millis(args.script_cpu_ms.max(1)),
+        ..EngineConfig::default()
+    };
+    let project = Project::open(files, ProjectConfig { engine, allowed_hosts: args.allow_outbound.clone() }).await;
     let app = app
         .config(config)
         .ws("/echo", echo::hooks())
         .ws("/chat", chat::hooks())
         .merge(axum::Router::new().route("/", get(|| async { INDEX })));
+    let app = switchboard_script::mount(app, project);
     let addr = std::net::SocketAddr::from((args.host, args.port));
     let cannot_listen = |error: std::io::Error| format!("cannot listen on {addr}: {error}");
     let (server, scheme) = match (&args.tls_cert, &args.tls_key) {

@@ -7,14 +7,20 @@
 #![warn(missing_docs)]
 
 mod clients;
+mod descriptor;
+mod endpoints;
 mod engine;
 mod error;
 mod files;
 mod host;
 mod loader;
+mod project;
 mod source;
 
 pub use clients::{ClientInfo, Registry};
+pub use descriptor::{Descriptor, ENGINE};
+pub use endpoints::{mount, OPS_PATH, SERVICE_PREFIXES};
 pub use engine::{Engine, EngineConfig, Event, Method};
 pub use error::{ScriptError, ScriptErrorKind};
 pub use files::ProjectFiles;
+pub use project::{EndpointStatus, Project, ProjectConfig};
