@@ -8,10 +8,13 @@ Prints `READY <port>` once listening. Paths:
   /close      closes with 4321 "custom reason" after the first message
   /big        sends 16 MiB of binary and 16 MiB of text, then echoes
   /die        sends the first fragment of a message, then drops the TCP connection
+  /record     keeps every message it receives (from any connection), answers nothing
+  /recorded   sends the recorded messages as a JSON array
 The server pings every 0.2 s and drops a client that does not answer within 1 s.
 """
 
 import asyncio
+import json
 import sys
 
 from websockets.asyncio.server import serve
@@ -24,9 +27,18 @@ def select_subprotocol(connection, offered):
     return None
 
 
+RECORDED = []
+
+
 async def handler(ws):
     path = ws.request.path
-    if path == "/protocol":
+    if path == "/record":
+        async for message in ws:
+            RECORDED.append(message)
+        return
+    if path == "/recorded":
+        await ws.send(json.dumps(RECORDED))
+    elif path == "/protocol":
         await ws.send(ws.subprotocol or "none")
     elif path == "/headers":
         await ws.send(ws.request.headers.get("X-Token", "none"))

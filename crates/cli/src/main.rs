@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 
 mod connect;
+mod new;
+mod run;
 mod serve;
 
 /// Switchboard: a WebSocket toolkit and server.
@@ -19,6 +21,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connects to a WebSocket server: stdin lines out, received messages to stdout.
     Connect(connect::ConnectArgs),
+    /// Runs a script with sdk/net until it and the clients it created are done.
+    Run(run::RunArgs),
+    /// Creates a project file to start from.
+    #[command(subcommand)]
+    New(new::NewCommand),
 }
 
 #[tokio::main]
@@ -28,10 +35,14 @@ async fn main() {
     let default_level = if matches!(cli.command, Command::Connect(_)) { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a terminal: a log piped to a file or another program stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await.map(|()| 0),
         Command::Connect(args) => connect::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::New(command) => new::run(command),
     };
     let code = match result {
         Ok(code) => code,

@@ -118,6 +118,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..EngineConfig::default()
     };
     let project = Project::open(files, ProjectConfig { engine, allowed_hosts: args.allow_outbound.clone() }).await;
+    // Descriptors and handlers take effect as they are saved.
+    let _watcher = switchboard_script::watch(project.clone())?;
     let app = app
         .config(config)
         .ws("/echo", echo::hooks())

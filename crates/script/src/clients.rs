@@ -202,11 +202,16 @@ async fn drive(
         peer: None,
     };
     let mut commands_open = true;
+    // A connection that fails at once may report its error before this task subscribed to errors.
+    let mut errored = false;
     loop {
         tokio::select! {
             biased;
             Some(message) = messages.next() => poster.deliver(event(Method::Message, Some(message), None)).await,
-            Some(error) = errors.next() => poster.deliver(event(Method::Error, None, Some(error.to_string()))).await,
+            Some(error) = errors.next() => {
+                errored = true;
+                poster.deliver(event(Method::Error, None, Some(error.to_string()))).await;
+            }
             command = commands.recv(), if commands_open => match command {
                 Some(Command::Send(message)) => {
                     if let Err(error) = session.send(message).await {
@@ -226,13 +231,19 @@ async fn drive(
                     poster.deliver(event(Method::Open, None, None)).await;
                 }
                 State::Closing => set_state("closing"),
-                State::Closed(_) => {
+                State::Closed(close) => {
                     // What arrived before the close is handled before onclose.
                     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(10), messages.next()).await {
                         poster.deliver(event(Method::Message, Some(message), None)).await;
                     }
                     while let Ok(Some(error)) = tokio::time::timeout(Duration::from_millis(1), errors.next()).await {
+                        errored = true;
                         poster.deliver(event(Method::Error, None, Some(error.to_string()))).await;
+                    }
+                    if !errored && close.code == 1006 {
+                        // An abnormal end is an error too (as a browser reports it), even if its
+                        // error was emitted before this task listened.
+                        poster.deliver(event(Method::Error, None, Some(close.reason.clone()))).await;
                     }
                     set_state("closed");
                     poster.deliver(event(Method::Close, None, None)).await;

@@ -30,15 +30,12 @@ impl Descriptor {
         with_js(self.handler.clone())
     }
 
-    /// Reads and checks the descriptor at `location` in `files`.
-    pub fn load(files: &ProjectFiles, location: &str) -> Result<Self, String> {
-        let text = files.read(location).map_err(|e| format!("cannot read {}: {e}", files.describe(location)))?;
-        let descriptor = Self::parse(location, &text)?;
-        let handler = descriptor.handler_path();
-        if !files.exists(&handler) {
-            return Err(format!("handler module {handler} does not exist (looked for {})", files.describe(&handler)));
-        }
-        Ok(descriptor)
+    /// Reads and checks the descriptor at `location` in `files`. On error, also the endpoint it
+    /// names, if it names a valid one (so that its upgrade can be refused with the reason).
+    pub fn load(files: &ProjectFiles, location: &str) -> Result<Self, (String, Option<String>)> {
+        let text =
+            files.read(location).map_err(|e| (format!("cannot read {}: {e}", files.describe(location)), None))?;
+        Self::parse(location, &text).map_err(|reason| (reason, named_endpoint(&text)))
     }
 
     /// Checks the text of a descriptor found at `location`.
@@ -82,6 +79,21 @@ impl Descriptor {
     }
 }
 
+/// The endpoint a (possibly invalid, even unparsable) descriptor names, if it names a valid one:
+/// `"endpoint"`, a colon, and a string.
+fn named_endpoint(text: &str) -> Option<String> {
+    let endpoint = match serde_json::from_str::<Value>(text) {
+        Ok(value) => value.get("endpoint")?.as_str()?.to_owned(),
+        Err(_) => {
+            let after = text[text.find("\"endpoint\"")? + "\"endpoint\"".len()..].trim_start();
+            let quoted = after.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+            quoted[..quoted.find('"')?].to_owned()
+        }
+    };
+    Descriptor::parse("", &serde_json::json!({ "endpoint": endpoint, "handler": "x" }).to_string()).ok()?;
+    Some(endpoint)
+}
+
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -105,6 +117,14 @@ mod tests {
         assert_eq!(descriptor.handler_path(), "my-project/ws-handler.js");
         assert_eq!(descriptor.engine, "javascript");
         assert_eq!(descriptor.description.as_deref(), Some("My Websocket"));
+    }
+
+    #[test]
+    fn a_broken_descriptor_still_names_its_endpoint() {
+        assert_eq!(named_endpoint("{\"endpoint\": \"a\", oops").as_deref(), Some("a"));
+        assert_eq!(named_endpoint("{\"endpoint\": \"a\", \"engine\": 1}").as_deref(), Some("a"));
+        assert_eq!(named_endpoint("{\"endpoint\": \"a/b\"}"), None);
+        assert_eq!(named_endpoint("{}"), None);
     }
 
     #[test]

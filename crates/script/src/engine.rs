@@ -180,7 +180,8 @@ impl Engine {
         self.submit(Job::Load { handler: handler.to_owned(), done }, outcome).await
     }
 
-    /// Runs the handler for one event; returns its reply (what `onMessage` returned).
+    /// Runs the handler for one event. What it returns is its reply: sent to `event.peer` when there is
+    /// one (before anything a later event sends), returned otherwise.
     pub async fn event(&self, event: Event) -> Result<Option<Message>, ScriptError> {
         let (done, outcome) = oneshot::channel();
         self.submit(Job::Event { event, done }, outcome).await
@@ -418,7 +419,15 @@ fn dispatch(ctx: &Ctx<'_>, host: &Host, event: Event) -> rquickjs::Result<Option
     }
     let settled = settle(ctx, returned?)?;
     let reply = api.get::<_, Function>("reply")?.call::<_, Value>((settled,))?;
-    js_to_message(&reply)
+    let reply = js_to_message(&reply)?;
+    match (reply, &event.peer) {
+        // Sent from here, before the next job runs: a reply always precedes what later events send.
+        (Some(reply), Some(peer)) => {
+            let _ = peer.send(reply);
+            Ok(None)
+        }
+        (reply, _) => Ok(reply),
+    }
 }
 
 /// Runs `path` as an ES module (its imports and top-level code).

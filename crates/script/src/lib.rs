@@ -16,6 +16,7 @@ mod host;
 mod loader;
 mod project;
 mod source;
+mod watch;
 
 pub use clients::{ClientInfo, Registry};
 pub use descriptor::{Descriptor, ENGINE};
@@ -24,3 +25,4 @@ pub use engine::{Engine, EngineConfig, Event, Method};
 pub use error::{ScriptError, ScriptErrorKind};
 pub use files::ProjectFiles;
 pub use project::{EndpointStatus, Project, ProjectConfig};
+pub use watch::{watch, ProjectWatcher};

@@ -184,7 +184,14 @@ impl Project {
         for location in self.files.find(".websocket") {
             let mut entry = Entry { location: location.clone(), descriptor: None, error: None };
             match Descriptor::load(&self.files, &location) {
-                Err(reason) => entry.error = Some(reason),
+                Err((reason, named)) => {
+                    // A descriptor that names an endpoint refuses its upgrades with the reason.
+                    if let Some(endpoint) = named.filter(|e| !claimed.contains_key(e)) {
+                        claimed.insert(endpoint.clone(), location.clone());
+                        endpoints.insert(endpoint, Slot::Broken(format!("{location}: {reason}")));
+                    }
+                    entry.error = Some(reason);
+                }
                 Ok(descriptor) => {
                     if let Some(first) = claimed.get(&descriptor.endpoint) {
                         entry.error = Some(format!(
@@ -239,7 +246,14 @@ impl Project {
     /// The endpoint for `descriptor`: the running one if nothing changed, else a new runtime with the
     /// handler loaded (taking over the old one's peers).
     async fn start(&self, descriptor: &Descriptor, old: Option<Arc<LiveEndpoint>>) -> Slot {
-        let source = self.files.read(&descriptor.handler_path()).unwrap_or_default();
+        let handler = descriptor.handler_path();
+        if !self.files.exists(&handler) {
+            return Slot::Broken(format!(
+                "handler module {handler} does not exist (looked for {})",
+                self.files.describe(&handler)
+            ));
+        }
+        let source = self.files.read(&handler).unwrap_or_default();
         let fingerprint = format!("{descriptor:?}\n{source}");
         if let Some(old) = old.as_ref().filter(|old| old.fingerprint == fingerprint) {
             return Slot::Live(old.clone());

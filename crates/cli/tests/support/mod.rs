@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 pub struct ServeProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// What it logged, when started with `start_logged`.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ServeProcess {
@@ -25,14 +27,44 @@ impl ServeProcess {
 
     /// Starts `switchboard serve --port <port> <extra args>`.
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        Self::spawn(port, extra, false)
+    }
+
+    /// Like `start`, with the log (at info level, no colours) collected in `log`.
+    pub fn start_logged(extra: &[&str]) -> Self {
+        Self::spawn(0, extra, true)
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log.lock().unwrap().contains(text) {
+            assert!(std::time::Instant::now() < deadline, "no {text:?} in the log:\n{}", self.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(port: u16, extra: &[&str], logged: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--port", &port.to_string()])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if logged { "info" } else { "warn" })
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logged { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .expect("start switchboard serve");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
@@ -41,7 +73,7 @@ impl ServeProcess {
             .find_map(|w| w.strip_prefix("http://").or_else(|| w.strip_prefix("https://")))
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self { child, addr }
+        Self { child, addr, log }
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -1,0 +1,4 @@
+export function onMessage(message) {
+  if (message === "ok") return "fine";
+  for (;;) {}
+}

@@ -1,0 +1,5 @@
+export function onMessage(message) {
+  if (message === "ok") return "fine";
+  const missing = undefined;
+  return missing.property;
+}

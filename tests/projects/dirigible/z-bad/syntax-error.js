@@ -1,0 +1,3 @@
+export function onMessage(message) {
+  return message +;
+}
