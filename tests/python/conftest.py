@@ -10,13 +10,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("SWITCHBOARD_BIN", os.path.join(ROOT, "target", "debug", "switchboard"))
 
 
+PROJECT = os.path.join(ROOT, "tests", "projects", "dirigible")
+
+
 @pytest.fixture(scope="module")
 def server():
-    """A `switchboard serve --port 0` process; yields its base ws:// URL."""
+    """A `switchboard serve --port 0` process (the built-in demo project); yields its base ws:// URL."""
+    yield from serve([])
+
+
+@pytest.fixture(scope="module")
+def project_server():
+    """`switchboard serve --port 0 tests/projects/dirigible`; yields its base ws:// URL."""
+    yield from serve([PROJECT])
+
+
+def serve(extra):
     if not os.path.exists(BINARY):
         pytest.fail(f"{BINARY} is missing: build it with `cargo build -p switchboard-cli` (scripts/test does)")
     proc = subprocess.Popen(
-        [BINARY, "serve", "--port", "0"],
+        [BINARY, "serve", "--port", "0", *extra],
         stdout=subprocess.PIPE,
         env={**os.environ, "RUST_LOG": "warn"},
         text=True,

@@ -408,3 +408,15 @@ async fn new_endpoint_writes_a_descriptor_and_handler_that_serve() {
     assert_eq!(ask(&mut client, "hi").await, "hi");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn outbound_clients_can_be_restricted_to_allowed_hosts() {
+    let server = serve_project(&["--allow-outbound", "*.example.org", "--allow-outbound", "localhost"]);
+    let mut driver = connect(&server, "client").await;
+    let refused = ask(&mut driver, "bad ws://127.0.0.1:1/x").await;
+    assert_eq!(
+        refused,
+        "TypeError: createWebsocket: ws://127.0.0.1:1/x is not an allowed host (allowed: *.example.org, localhost)"
+    );
+    assert_eq!(ask(&mut driver, "list").await, "[]");
+}
