@@ -10,6 +10,7 @@ mod load;
 mod orchestrate;
 mod profile;
 mod report;
+mod script;
 mod servers;
 
 use std::net::SocketAddr;
@@ -37,6 +38,12 @@ enum Command {
         /// Only these implementations (comma-separated).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    },
+    /// Script endpoints beside the native echo (writes their section of BENCHMARKS.md).
+    Script {
+        /// Rounds per scenario.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Runs one echo server until killed.
     Server {
@@ -176,6 +183,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cli.command {
         Command::All { quick, rounds, only } => orchestrate::all(quick, rounds, &only),
+        Command::Script { rounds } => {
+            let section = script::measure(rounds)?;
+            print!("{section}");
+            Ok(script::write(&section)?)
+        }
         Command::Server { name, port } => {
             runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port))))
         }

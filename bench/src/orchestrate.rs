@@ -265,6 +265,18 @@ fn fan_out(subscriber_counts: &[usize], rounds: usize) -> Vec<(usize, String, f6
 }
 
 /// Runs the whole matrix and writes the report.
+/// Starts `name`, runs one load of `scenario` against it, and returns messages per second.
+pub fn load_once(
+    name: &str,
+    scenario: &Scenario,
+    warmup_ms: u64,
+    duration_ms: u64,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let server = start_server(name)?;
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(run_load(&server, scenario, false, warmup_ms, duration_ms)?.messages_per_second)
+}
+
 pub fn all(quick: bool, rounds: Option<usize>, only: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let (connections, sizes, inflights, default_rounds, warmup_ms, duration_ms): (
         &[usize],

@@ -24,6 +24,7 @@ pub async fn run(name: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error:
     println!("READY {}", listener.local_addr()?.port());
     match name {
         "switchboard" => switchboard_echo(listener).await,
+        "switchboard-script" => script_echo(listener).await,
         "axum" => axum_echo(listener).await,
         other => {
             let kind = other.to_owned();
@@ -54,6 +55,22 @@ async fn switchboard_echo(listener: TcpListener) -> Result<(), Box<dyn std::erro
     let hooks = define_hooks().message_sync(|peer: Peer, message: Message| peer.send(message));
     // Pings would only add noise to a benchmark.
     let config = WsConfig::default().ping_interval(None).keepalive_timeout(None);
+    let server = Switchboard::new().config(config).ws("/", hooks).serve(listener, None);
+    server.run_until_signal().await;
+    Ok(())
+}
+
+/// Echo through a script endpoint: `export function onMessage(m) { return m; }` in QuickJS.
+async fn script_echo(listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+    use switchboard::{Switchboard, WsConfig};
+    use switchboard_script::{Project, ProjectConfig, ProjectFiles};
+    let files = ProjectFiles::embedded(&[
+        ("echo.websocket", r#"{"endpoint": "echo", "handler": "echo"}"#),
+        ("echo.js", "export function onMessage(message) { return message; }\n"),
+    ]);
+    let project = Project::open(files, ProjectConfig::default()).await;
+    let config = WsConfig::default().ping_interval(None).keepalive_timeout(None);
+    let hooks = switchboard_script::endpoint(project, "echo");
     let server = Switchboard::new().config(config).ws("/", hooks).serve(listener, None);
     server.run_until_signal().await;
     Ok(())

@@ -23,9 +23,16 @@ pub fn mount(app: Switchboard, project: Arc<Project>) -> Switchboard {
         axum::Router::new().route(OPS_PATH, axum::routing::get(move || std::future::ready(json(&ops.status()))));
     let mut app = app.merge(router);
     for prefix in SERVICE_PREFIXES {
-        app = app.ws(&format!("{prefix}{{endpoint}}"), ScriptHooks { project: project.clone() });
+        app = app.ws(&format!("{prefix}{{endpoint}}"), ScriptHooks { project: project.clone(), only: None });
     }
     app
+}
+
+/// The hooks of one script endpoint, to serve at a path of your choosing:
+/// `app.ws("/live", switchboard_script::endpoint(project, "my-endpoint"))`. Reloads apply as they do
+/// under `mount`; while the endpoint does not exist or is broken, upgrades get 404 or 503.
+pub fn endpoint(project: Arc<Project>, name: &str) -> impl Hooks {
+    ScriptHooks { project, only: Some(Arc::from(name)) }
 }
 
 /// The endpoint a peer connected to (its context).
@@ -36,6 +43,8 @@ struct EndpointName(Arc<str>);
 /// handler serves the next event.
 struct ScriptHooks {
     project: Arc<Project>,
+    /// Serves this endpoint whatever the path (`endpoint`); `None`: the endpoint named by the path.
+    only: Option<Arc<str>>,
 }
 
 impl ScriptHooks {
@@ -77,7 +86,10 @@ impl ScriptHooks {
 impl Hooks for ScriptHooks {
     async fn upgrade(&self, request: UpgradeRequest) -> Result<Accept, Response> {
         let path = request.uri().path();
-        let name = SERVICE_PREFIXES.iter().find_map(|prefix| path.strip_prefix(prefix)).unwrap_or_default();
+        let name = match &self.only {
+            Some(name) => name,
+            None => SERVICE_PREFIXES.iter().find_map(|prefix| path.strip_prefix(prefix)).unwrap_or_default(),
+        };
         match self.project.lookup(name) {
             Some(Slot::Live(_)) => Ok(Accept::new().context(EndpointName(Arc::from(name)))),
             Some(Slot::Broken(reason)) => {

@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rquickjs::context::EvalOptions;
-use rquickjs::{ArrayBuffer, Context, Ctx, Function, Module, Object, Runtime, Value};
+use rquickjs::{ArrayBuffer, Context, Ctx, Function, Module, Object, Persistent, Runtime, Value};
 use switchboard::{Message, Peer};
 use tokio::sync::oneshot;
 
@@ -51,6 +51,16 @@ pub enum Method {
 }
 
 impl Method {
+    /// Its number in the prelude's `METHODS`.
+    fn number(self) -> u8 {
+        match self {
+            Self::Open => 0,
+            Self::Message => 1,
+            Self::Error => 2,
+            Self::Close => 3,
+        }
+    }
+
     /// `onopen`, `onmessage`, `onerror` or `onclose`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -227,12 +237,19 @@ fn run(config: EngineConfig, host: &Arc<Host>, queue: mpsc::Receiver<Job>) {
         return;
     }
     let limits = Limits { clock, cpu: config.cpu_limit };
+    // Looked up once: a property lookup by name per event costs more than the echo itself.
+    let Ok(api) = context.with(|ctx| Api::save(&ctx)) else {
+        tracing::error!(runtime = %config.label, "the script prelude did not define its API");
+        return;
+    };
     while let Ok(job) = queue.recv() {
         // A caller that stopped waiting (its connection closed) just misses the outcome.
         let stop = context.with(|ctx| {
             match job {
-                Job::Load { handler, done } => drop(done.send(limits.guard(&ctx, || load(&ctx, host, &handler)))),
-                Job::Event { event, done } => drop(done.send(limits.guard(&ctx, || dispatch(&ctx, host, event)))),
+                Job::Load { handler, done } => {
+                    drop(done.send(limits.guard(&ctx, || load(&ctx, host, &handler).map(drop))))
+                }
+                Job::Event { event, done } => drop(done.send(limits.guard(&ctx, || dispatch(&ctx, host, &api, event)))),
                 Job::Run { path, done } => drop(done.send(limits.guard(&ctx, || run_module(&ctx, host, &path)))),
                 Job::Stop => return true,
             }
@@ -342,11 +359,12 @@ fn switchboard<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
 
 /// Loads handler `path` once: an ES module with exports is evaluated now; CommonJS and ES modules
 /// without exports are compiled, to run at their first event.
-fn load(ctx: &Ctx<'_>, host: &Host, path: &str) -> rquickjs::Result<()> {
-    let api = switchboard(ctx)?;
-    if api.get::<_, Function>("isLoaded")?.call::<_, bool>((path,))? {
-        return Ok(());
+fn load(ctx: &Ctx<'_>, host: &Host, path: &str) -> rquickjs::Result<u32> {
+    if let Some(number) = host.loaded(path) {
+        return Ok(number);
     }
+    let number = host.next_handler_number();
+    let api = switchboard(ctx)?;
     let source = host.files.read(path).map_err(|e| {
         rquickjs::Error::new_loading_message(path, format!("cannot read {}: {e}", host.files.describe(path)))
     })?;
@@ -354,19 +372,21 @@ fn load(ctx: &Ctx<'_>, host: &Host, path: &str) -> rquickjs::Result<()> {
         ModuleKind::EsModule => {
             let (module, promise) = Module::declare(ctx.clone(), path, source)?.eval()?;
             settle(ctx, promise.into_value())?;
-            api.get::<_, Function>("registerModule")?.call::<_, ()>((path, module.namespace()?))
+            api.get::<_, Function>("registerModule")?.call::<_, ()>((number, path, module.namespace()?))?;
         }
         ModuleKind::EsModuleWithoutExports => {
             let body = imports_to_require(&source)
                 .map_err(|message| rquickjs::Exception::throw_syntax(ctx, &format!("{path}: {message}")))?;
             let function = compile_common_js(ctx, path, &body)?;
-            api.get::<_, Function>("registerCommonJs")?.call::<_, ()>((path, function))
+            api.get::<_, Function>("registerCommonJs")?.call::<_, ()>((number, path, function))?;
         }
         ModuleKind::CommonJs => {
             let function = compile_common_js(ctx, path, &source)?;
-            api.get::<_, Function>("registerCommonJs")?.call::<_, ()>((path, function))
+            api.get::<_, Function>("registerCommonJs")?.call::<_, ()>((number, path, function))?;
         }
     }
+    host.set_loaded(path, number);
+    Ok(number)
 }
 
 /// A CommonJS module body as a function of `(exports, require, module, __filename)`. The wrapper
@@ -392,33 +412,48 @@ fn settle<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> rquickjs::Result<Value<'js>
     promise.result::<Value>().unwrap_or_else(|| Ok(Value::new_undefined(ctx.clone())))
 }
 
+/// The prelude's functions that every event calls.
+struct Api {
+    dispatch: Persistent<Function<'static>>,
+    reply: Persistent<Function<'static>>,
+}
+
+impl Api {
+    fn save(ctx: &Ctx<'_>) -> rquickjs::Result<Self> {
+        let api = switchboard(ctx)?;
+        Ok(Self {
+            dispatch: Persistent::save(ctx, api.get::<_, Function>("dispatch")?),
+            reply: Persistent::save(ctx, api.get::<_, Function>("reply")?),
+        })
+    }
+}
+
 /// Runs the handler for one event and converts its return value to a reply.
-fn dispatch(ctx: &Ctx<'_>, host: &Host, event: Event) -> rquickjs::Result<Option<Message>> {
-    load(ctx, host, &event.handler)?;
-    let peer_id = event.peer.as_ref().map(|peer| {
-        let id = peer.id().to_string();
-        host.remember_peer(&id, peer);
-        id
-    });
+fn dispatch(ctx: &Ctx<'_>, host: &Host, api: &Api, event: Event) -> rquickjs::Result<Option<Message>> {
+    let handler = load(ctx, host, &event.handler)?;
+    let peer_number = event.peer.as_ref().map(|peer| host.peer_number(peer));
     let message = match &event.message {
         Some(message) => message_to_js(ctx, message)?,
         None => Value::new_undefined(ctx.clone()),
     };
-    let api = switchboard(ctx)?;
-    let returned = api.get::<_, Function>("dispatch")?.call::<_, Value>((
-        event.handler.as_str(),
-        event.method.as_str(),
+    let returned = api.dispatch.clone().restore(ctx)?.call::<_, Value>((
+        handler,
+        event.method.number(),
         message,
         event.error.clone(),
-        peer_id.clone(),
+        peer_number,
     ));
-    if event.method == Method::Close {
-        if let Some(id) = &peer_id {
-            host.forget_peer(id);
-        }
+    if let (Method::Close, Some(number)) = (event.method, peer_number) {
+        host.forget_peer(number);
     }
     let settled = settle(ctx, returned?)?;
-    let reply = api.get::<_, Function>("reply")?.call::<_, Value>((settled,))?;
+    // Strings, ArrayBuffers and nothing are told apart here; typed arrays and other values (JSON) by
+    // the prelude.
+    let direct = settled.is_null()
+        || settled.is_undefined()
+        || settled.is_string()
+        || ArrayBuffer::from_value(settled.clone()).is_some();
+    let reply = if direct { settled } else { api.reply.clone().restore(ctx)?.call::<_, Value>((settled,))? };
     let reply = js_to_message(&reply)?;
     match (reply, &event.peer) {
         // Sent from here, before the next job runs: a reply always precedes what later events send.

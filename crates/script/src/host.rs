@@ -19,8 +19,18 @@ pub(crate) struct Host {
     pub(crate) clients: Arc<Registry>,
     runtime: Option<tokio::runtime::Handle>,
     poster: Poster,
-    /// The connections whose events this runtime handles, by id (from their open to their close).
-    peers: Mutex<HashMap<String, Peer>>,
+    /// The connections whose events this runtime handles (from their first event to their close), by
+    /// the number JavaScript knows them by; and that number by their id.
+    peers: Mutex<Peers>,
+    /// Handler modules loaded into the runtime, with the number JavaScript knows them by.
+    loaded: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Default)]
+struct Peers {
+    by_number: HashMap<u32, Peer>,
+    numbers: HashMap<uuid::Uuid, u32>,
+    next: u32,
 }
 
 impl Host {
@@ -30,7 +40,21 @@ impl Host {
         runtime: Option<tokio::runtime::Handle>,
         poster: Poster,
     ) -> Self {
-        Self { files, clients, runtime, poster, peers: Mutex::default() }
+        Self { files, clients, runtime, poster, peers: Mutex::default(), loaded: Mutex::default() }
+    }
+
+    /// The number of loaded handler `path`, if it is loaded.
+    pub(crate) fn loaded(&self, path: &str) -> Option<u32> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(path).copied()
+    }
+
+    /// The number handler `path` gets when it is loaded.
+    pub(crate) fn next_handler_number(&self) -> u32 {
+        u32::try_from(self.loaded.lock().unwrap_or_else(|p| p.into_inner()).len()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn set_loaded(&self, path: &str, number: u32) {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), number);
     }
 
     /// The runtime's label (its endpoint, or its script).
@@ -38,20 +62,36 @@ impl Host {
         self.poster.owner()
     }
 
-    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer>> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn remember_peer(&self, id: &str, peer: &Peer) {
-        self.peers().entry(id.to_owned()).or_insert_with(|| peer.clone());
+    /// The number JavaScript knows `peer` by (assigned on its first event).
+    pub(crate) fn peer_number(&self, peer: &Peer) -> u32 {
+        let mut peers = self.peers();
+        if let Some(number) = peers.numbers.get(&peer.id()) {
+            return *number;
+        }
+        let number = peers.next;
+        peers.next = peers.next.wrapping_add(1);
+        peers.numbers.insert(peer.id(), number);
+        peers.by_number.insert(number, peer.clone());
+        number
     }
 
-    pub(crate) fn forget_peer(&self, id: &str) {
-        self.peers().remove(id);
+    pub(crate) fn forget_peer(&self, number: u32) {
+        let mut peers = self.peers();
+        if let Some(peer) = peers.by_number.remove(&number) {
+            peers.numbers.remove(&peer.id());
+        }
     }
 
-    fn peer<'js>(&self, ctx: &Ctx<'js>, id: &str) -> rquickjs::Result<Peer> {
-        self.peers().get(id).cloned().ok_or_else(|| Exception::throw_message(ctx, "the connection is closed"))
+    fn peer<'js>(&self, ctx: &Ctx<'js>, number: u32) -> rquickjs::Result<Peer> {
+        self.peers()
+            .by_number
+            .get(&number)
+            .cloned()
+            .ok_or_else(|| Exception::throw_message(ctx, "the connection is closed"))
     }
 }
 
@@ -97,9 +137,14 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Arc<Host>) -> rquickjs::Result
 fn install_peer_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<'js>) -> rquickjs::Result<()> {
     let h = host.clone();
     api.set(
+        "peerId",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32| h.peer(&ctx, n).map(|peer| peer.id().to_string()))?,
+    )?;
+    let h = host.clone();
+    api.set(
         "peerSend",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: String, data: Value<'js>| {
-            let peer = h.peer(&ctx, &id)?;
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, data: Value<'js>| {
+            let peer = h.peer(&ctx, n)?;
             if let Some(message) = js_to_message(&data)? {
                 peer.send(message).map_err(|e| Exception::throw_message(&ctx, &e.to_string()))?;
             }
@@ -109,8 +154,8 @@ fn install_peer_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<'j
     let h = host.clone();
     api.set(
         "peerClose",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: String, code: f64, reason: String| {
-            let peer = h.peer(&ctx, &id)?;
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, code: f64, reason: String| {
+            let peer = h.peer(&ctx, n)?;
             let code = if code.fract() == 0.0 && (0.0..=65535.0).contains(&code) { code as u16 } else { 0 };
             peer.close(code, &reason).map_err(|e| Exception::throw_range(&ctx, &e.to_string()))
         })?,
@@ -118,22 +163,22 @@ fn install_peer_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<'j
     let h = host.clone();
     api.set(
         "peerSubscribe",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: String, topic: String| {
-            h.peer(&ctx, &id).map(|peer| peer.subscribe(&topic))
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, topic: String| {
+            h.peer(&ctx, n).map(|peer| peer.subscribe(&topic))
         })?,
     )?;
     let h = host.clone();
     api.set(
         "peerUnsubscribe",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: String, topic: String| {
-            h.peer(&ctx, &id).map(|peer| peer.unsubscribe(&topic))
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, topic: String| {
+            h.peer(&ctx, n).map(|peer| peer.unsubscribe(&topic))
         })?,
     )?;
     let h = host.clone();
     api.set(
         "peerPublish",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: String, topic: String, data: Value<'js>| {
-            let peer = h.peer(&ctx, &id)?;
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, topic: String, data: Value<'js>| {
+            let peer = h.peer(&ctx, n)?;
             let message = js_to_message(&data)?.unwrap_or_else(|| switchboard::Message::from_text(""));
             Ok::<_, rquickjs::Error>(peer.publish(&topic, message) as f64)
         })?,

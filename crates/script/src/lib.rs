@@ -20,7 +20,7 @@ mod watch;
 
 pub use clients::{ClientInfo, Registry};
 pub use descriptor::{Descriptor, ENGINE};
-pub use endpoints::{mount, OPS_PATH, SERVICE_PREFIXES};
+pub use endpoints::{endpoint, mount, OPS_PATH, SERVICE_PREFIXES};
 pub use engine::{Engine, EngineConfig, Event, Method};
 pub use error::{ScriptError, ScriptErrorKind};
 pub use files::ProjectFiles;

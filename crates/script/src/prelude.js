@@ -7,7 +7,11 @@
   delete globalThis.__host;
 
   const METHOD_EXPORTS = { onopen: "onOpen", onmessage: "onMessage", onerror: "onError", onclose: "onClose" };
-  let current = null; // the event being handled: { method, message, error, peer }
+  // The host passes methods by number (cheaper than comparing strings made in Rust).
+  const METHODS = ["onopen", "onmessage", "onerror", "onclose"];
+  // The event being handled: one object, refilled for every event; `current` is null between events.
+  const event = { method: undefined, message: undefined, error: undefined, peer: null };
+  let current = null;
 
   function format(args) {
     return args
@@ -40,14 +44,15 @@
     return JSON.stringify(data);
   }
 
-  function makePeer(id) {
+  // `n` is the runtime's number for the connection; `id` its UUID.
+  function makePeer(n) {
     return Object.freeze({
-      id,
-      send: (data) => host.peerSend(id, outgoing(data)),
-      close: (code, reason) => host.peerClose(id, code === undefined ? 1000 : code, reason === undefined ? "" : String(reason)),
-      subscribe: (topic) => host.peerSubscribe(id, String(topic)),
-      unsubscribe: (topic) => host.peerUnsubscribe(id, String(topic)),
-      publish: (topic, data) => host.peerPublish(id, String(topic), outgoing(data)),
+      id: host.peerId(n),
+      send: (data) => host.peerSend(n, outgoing(data)),
+      close: (code, reason) => host.peerClose(n, code === undefined ? 1000 : code, reason === undefined ? "" : String(reason)),
+      subscribe: (topic) => host.peerSubscribe(n, String(topic)),
+      unsubscribe: (topic) => host.peerUnsubscribe(n, String(topic)),
+      publish: (topic, data) => host.peerPublish(n, String(topic), outgoing(data)),
     });
   }
 
@@ -109,8 +114,19 @@
     };
   }
 
-  // Handlers, by module path: { esm, namespace } or { fn, exports, perEvent }.
-  const handlers = new Map();
+  // Handlers, by the number the host gave their module: { path, esm, namespace } or
+  // { path, fn, exports, perEvent }.
+  const handlers = [];
+  // One peer object per connection, from its first event to its close.
+  const peers = new Map();
+  function peerFor(id) {
+    let peer = peers.get(id);
+    if (peer === undefined) {
+      peer = makePeer(id);
+      peers.set(id, peer);
+    }
+    return peer;
+  }
 
   function hasEventExports(object) {
     return object !== null && typeof object === "object" && Object.values(METHOD_EXPORTS).some((name) => typeof object[name] === "function");
@@ -125,21 +141,22 @@
   globalThis.__switchboard = Object.freeze({
     websockets,
     // Registers a handler loaded by the host: an ES module namespace, or a compiled CommonJS body.
-    registerModule(path, namespace) {
-      handlers.set(path, { esm: true, namespace });
+    registerModule(number, path, namespace) {
+      handlers[number] = { path, esm: true, namespace };
     },
-    registerCommonJs(path, fn) {
-      handlers.set(path, { esm: false, fn, exports: undefined, perEvent: false });
-    },
-    isLoaded: (path) => handlers.has(path),
-    forget(path) {
-      handlers.delete(path);
-      commonJsCache.clear();
+    registerCommonJs(number, path, fn) {
+      handlers[number] = { path, esm: false, fn, exports: undefined, perEvent: false };
     },
     // Runs handler `path` for one event; returns what the handler returned (the reply).
-    dispatch(path, method, message, error, peerId) {
-      const handler = handlers.get(path);
-      current = { method, message, error, peer: peerId == null ? null : makePeer(peerId) };
+    dispatch(handlerNumber, methodNumber, message, error, peerId) {
+      const handler = handlers[handlerNumber];
+      const path = handler.path;
+      const method = METHODS[methodNumber];
+      event.method = method;
+      event.message = message;
+      event.error = error;
+      event.peer = peerId == null ? null : peerFor(peerId);
+      current = event;
       const arg = method === "onmessage" ? message : error;
       try {
         if (handler.esm) return callExport(handler.namespace, method, arg);
@@ -155,6 +172,9 @@
         return callExport(handler.exports, method, arg);
       } finally {
         current = null;
+        event.message = undefined;
+        event.peer = null;
+        if (methodNumber === 3 && peerId != null) peers.delete(peerId);
       }
     },
     // What a reply is on the wire: a string (text), an ArrayBuffer (binary), or nothing.
