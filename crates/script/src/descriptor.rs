@@ -25,9 +25,9 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// The handler module's project path (`my-project/ws-handler.js`).
+    /// The handler module's project path (`my-project/ws-handler.js`), normalised.
     pub fn handler_path(&self) -> String {
-        with_js(self.handler.clone())
+        with_js(join("", &self.handler).unwrap_or_else(|| self.handler.clone()))
     }
 
     /// Reads and checks the descriptor at `location` in `files`. On error, also the endpoint it

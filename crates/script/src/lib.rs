@@ -26,3 +26,12 @@ pub use error::{ScriptError, ScriptErrorKind};
 pub use files::ProjectFiles;
 pub use project::{EndpointStatus, Project, ProjectConfig};
 pub use watch::{watch, ProjectWatcher};
+
+/// Entry points for the fuzz targets (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The per-event import rewrite.
+    pub fn imports_to_require(source: &str) -> Result<String, String> {
+        crate::source::imports_to_require(source)
+    }
+}
