@@ -14,17 +14,29 @@ use switchboard::{define_hooks, Error, Message, Peer, Position, Server, Switchbo
 
 const SUBSCRIBER_LIMIT: usize = 64 << 10;
 
-/// `/sub` subscribes to "t" and answers "ready"; a text "block" blocks the connection's task for
-/// 700 ms (a synchronous hook), so nothing is written meanwhile. Errors reach `errors`.
-async fn blockable_subscriber(errors: Arc<Mutex<Vec<String>>>) -> Server {
+/// Says when the subscriber of `blockable_subscriber` is blocked, and releases it. (Plain channels:
+/// a tokio timer in the test could wait for the blocked worker.)
+struct Blocker {
+    blocked: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+/// `/sub` subscribes to "t" and answers "ready"; a text "block" blocks the connection's task (a
+/// synchronous hook) until the test releases it, so nothing is written meanwhile. Errors reach `errors`.
+async fn blockable_subscriber(errors: Arc<Mutex<Vec<String>>>) -> (Server, Blocker) {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(Mutex::new(released));
+    let (blocking, blocked) = std::sync::mpsc::channel::<()>();
+    let blocking = Arc::new(Mutex::new(blocking));
     let hooks = define_hooks()
         .open(|peer: Peer| async move {
             peer.subscribe("t");
             peer.send_text("ready")
         })
-        .message_sync(|_peer: Peer, message: Message| {
+        .message_sync(move |_peer: Peer, message: Message| {
             if message.text() == Ok("block") {
-                std::thread::sleep(Duration::from_millis(700));
+                let _ = blocking.lock().unwrap().send(());
+                let _ = released.lock().unwrap().recv_timeout(Duration::from_secs(10));
             }
             Ok::<_, switchboard::BoxError>(())
         })
@@ -33,21 +45,23 @@ async fn blockable_subscriber(errors: Arc<Mutex<Vec<String>>>) -> Server {
             async move { errors.lock().unwrap().push(error.to_string()) }
         });
     let pubsub = PubSubConfig { max_subscriber_queue: SUBSCRIBER_LIMIT, ..PubSubConfig::default() };
-    Switchboard::new().pubsub(pubsub).ws("/sub", hooks).bind("127.0.0.1:0").await.expect("bind")
+    let server = Switchboard::new().pubsub(pubsub).ws("/sub", hooks).bind("127.0.0.1:0").await.expect("bind");
+    (server, Blocker { blocked, release })
 }
 
-/// Blocks the subscriber's task, publishes `count` messages of `size` bytes to it, and returns the
-/// close code the subscriber then receives (1006 for none).
-async fn flood_blocked_subscriber(server: &Server, count: usize, size: usize) -> u16 {
+/// Blocks the subscriber's task, publishes `count` messages of `size` bytes to it, releases it, and
+/// returns the close code the subscriber then receives (1006 for none).
+async fn flood_blocked_subscriber(server: &Server, blocker: &Blocker, count: usize, size: usize) -> u16 {
     let mut client = TestClient::connect(server.local_addr(), "/sub").await;
     assert_eq!(client.recv_text().await, "ready");
     client.send_text("block").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    blocker.blocked.recv_timeout(Duration::from_secs(10)).expect("the subscriber's task blocks");
     let hub = server.hub();
     let payload = "x".repeat(size);
     for _ in 0..count {
         hub.publish("t", payload.as_str());
     }
+    blocker.release.send(()).expect("release the subscriber");
     loop {
         match client.next_event().await {
             Some(Event::Close(frame)) => return frame.map_or(1005, |f| f.code.0),
@@ -59,23 +73,23 @@ async fn flood_blocked_subscriber(server: &Server, count: usize, size: usize) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_publications_fill_a_subscriber_queue_like_any_other() {
-    let server = blockable_subscriber(Arc::default()).await;
+    let (server, blocker) = blockable_subscriber(Arc::default()).await;
     // 100 000 empty publications cost 6.4 MB of queue entries: far past the 64 KiB limit.
-    flood_blocked_subscriber(&server, 100_000, 0).await;
+    flood_blocked_subscriber(&server, &blocker, 100_000, 0).await;
     assert_eq!(server.hub().stats().slow_closed, 1, "the subscriber was not closed: empty messages cost nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_receives_its_1013_close_frame() {
-    let server = blockable_subscriber(Arc::default()).await;
-    assert_eq!(flood_blocked_subscriber(&server, 1_000, 1_000).await, 1013);
+    let (server, blocker) = blockable_subscriber(Arc::default()).await;
+    assert_eq!(flood_blocked_subscriber(&server, &blocker, 1_000, 1_000).await, 1013);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_counted_and_reported_once_with_the_limit_that_applied() {
     let errors = Arc::new(Mutex::new(Vec::new()));
-    let server = blockable_subscriber(errors.clone()).await;
-    flood_blocked_subscriber(&server, 5_000, 100).await;
+    let (server, blocker) = blockable_subscriber(errors.clone()).await;
+    flood_blocked_subscriber(&server, &blocker, 5_000, 100).await;
     assert_eq!(server.hub().stats().slow_closed, 1);
     let errors = errors.lock().unwrap().clone();
     let slow: Vec<&String> = errors.iter().filter(|e| e.contains("slow consumer")).collect();
