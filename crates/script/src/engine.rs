@@ -242,43 +242,15 @@ fn run(config: EngineConfig, host: &Arc<Host>, queue: mpsc::Receiver<Job>) {
         tracing::error!(runtime = %config.label, "the script prelude did not define its API");
         return;
     };
-    loop {
-        // Outcomes of events are handed back once the queue is empty (or a batch is full): each one
-        // wakes a connection task, and on a busy core waking them one by one costs more than the
-        // scripts themselves. Sends from scripts flush them first, so order is kept.
-        let job = match queue.try_recv() {
-            Ok(job) => job,
-            Err(mpsc::TryRecvError::Empty) => {
-                host.flush();
-                match queue.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                }
-            }
-            Err(mpsc::TryRecvError::Disconnected) => break,
-        };
+    while let Ok(job) = queue.recv() {
         // A caller that stopped waiting (its connection closed) just misses the outcome.
         let stop = context.with(|ctx| {
             match job {
                 Job::Load { handler, done } => {
-                    host.flush();
                     drop(done.send(limits.guard(&ctx, || load(&ctx, host, &handler).map(drop))))
                 }
-                Job::Event { event, done } => {
-                    let peer = event.peer.clone();
-                    let outcome = limits.guard(&ctx, || dispatch(&ctx, host, &api, event));
-                    host.defer(Box::new(move || match (outcome, peer) {
-                        (Ok(Some(reply)), Some(peer)) => {
-                            let _ = peer.send(reply);
-                            let _ = done.send(Ok(None));
-                        }
-                        (outcome, _) => drop(done.send(outcome)),
-                    }));
-                }
-                Job::Run { path, done } => {
-                    host.flush();
-                    drop(done.send(limits.guard(&ctx, || run_module(&ctx, host, &path))))
-                }
+                Job::Event { event, done } => drop(done.send(limits.guard(&ctx, || dispatch(&ctx, host, &api, event)))),
+                Job::Run { path, done } => drop(done.send(limits.guard(&ctx, || run_module(&ctx, host, &path)))),
                 Job::Stop => return true,
             }
             false
@@ -287,7 +259,6 @@ fn run(config: EngineConfig, host: &Arc<Host>, queue: mpsc::Receiver<Job>) {
             break;
         }
     }
-    host.flush();
 }
 
 /// CPU-time deadline of the event being run, read by QuickJS's interrupt handler.
@@ -483,7 +454,15 @@ fn dispatch(ctx: &Ctx<'_>, host: &Host, api: &Api, event: Event) -> rquickjs::Re
         || settled.is_string()
         || ArrayBuffer::from_value(settled.clone()).is_some();
     let reply = if direct { settled } else { api.reply.clone().restore(ctx)?.call::<_, Value>((settled,))? };
-    js_to_message(&reply)
+    let reply = js_to_message(&reply)?;
+    match (reply, &event.peer) {
+        // Sent from here, before the next job runs: a reply always precedes what later events send.
+        (Some(reply), Some(peer)) => {
+            let _ = peer.send(reply);
+            Ok(None)
+        }
+        (reply, _) => Ok(reply),
+    }
 }
 
 /// Runs `path` as an ES module (its imports and top-level code).

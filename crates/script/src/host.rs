@@ -24,15 +24,7 @@ pub(crate) struct Host {
     peers: Mutex<Peers>,
     /// Handler modules loaded into the runtime, with the number JavaScript knows them by.
     loaded: Mutex<HashMap<String, u32>>,
-    /// Outcomes of events not handed back yet (replies, completions), in order.
-    deferred: Mutex<Vec<Completion>>,
 }
-
-/// Hands an event's outcome back: sends its reply and wakes whoever waits for it.
-pub(crate) type Completion = Box<dyn FnOnce() + Send>;
-
-/// At most this many outcomes wait for the queue to empty.
-const MAX_DEFERRED: usize = 64;
 
 #[derive(Default)]
 struct Peers {
@@ -48,35 +40,7 @@ impl Host {
         runtime: Option<tokio::runtime::Handle>,
         poster: Poster,
     ) -> Self {
-        Self {
-            files,
-            clients,
-            runtime,
-            poster,
-            peers: Mutex::default(),
-            loaded: Mutex::default(),
-            deferred: Mutex::default(),
-        }
-    }
-
-    /// Queues an event's outcome, to be handed back with the others (now, if the batch is full).
-    pub(crate) fn defer(&self, completion: Completion) {
-        let full = {
-            let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
-            deferred.push(completion);
-            deferred.len() >= MAX_DEFERRED
-        };
-        if full {
-            self.flush();
-        }
-    }
-
-    /// Hands back every deferred outcome, in order.
-    pub(crate) fn flush(&self) {
-        let deferred = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-        for completion in deferred {
-            completion();
-        }
+        Self { files, clients, runtime, poster, peers: Mutex::default(), loaded: Mutex::default() }
     }
 
     /// The number of loaded handler `path`, if it is loaded.
@@ -181,7 +145,6 @@ fn install_peer_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<'j
         "peerSend",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, data: Value<'js>| {
             let peer = h.peer(&ctx, n)?;
-            h.flush();
             if let Some(message) = js_to_message(&data)? {
                 peer.send(message).map_err(|e| Exception::throw_message(&ctx, &e.to_string()))?;
             }
@@ -193,7 +156,6 @@ fn install_peer_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<'j
         "peerClose",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, code: f64, reason: String| {
             let peer = h.peer(&ctx, n)?;
-            h.flush();
             let code = if code.fract() == 0.0 && (0.0..=65535.0).contains(&code) { code as u16 } else { 0 };
             peer.close(code, &reason).map_err(|e| Exception::throw_range(&ctx, &e.to_string()))
         })?,
@@ -217,7 +179,6 @@ fn install_peer_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<'j
         "peerPublish",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, n: u32, topic: String, data: Value<'js>| {
             let peer = h.peer(&ctx, n)?;
-            h.flush();
             let message = js_to_message(&data)?.unwrap_or_else(|| switchboard::Message::from_text(""));
             Ok::<_, rquickjs::Error>(peer.publish(&topic, message) as f64)
         })?,
@@ -248,7 +209,6 @@ fn install_client_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<
         "clientSend",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: String, data: Value<'js>| {
             let message = js_to_message(&data)?.unwrap_or_else(|| switchboard::Message::from_text(""));
-            h.flush();
             if !h.clients.send(&id, message) {
                 return Err(Exception::throw_message(&ctx, "the client is closed"));
             }
