@@ -158,7 +158,8 @@ impl Registry {
             let _entered = runtime.enter();
             socket.connect()
         };
-        runtime.spawn(drive(self.clone(), client, session, queue, poster, crate::files::with_js(handler.to_owned())));
+        let handler_path: Arc<str> = Arc::from(crate::files::with_js(handler.to_owned()).as_str());
+        runtime.spawn(drive(self.clone(), client, session, queue, poster, handler_path));
         Ok(info)
     }
 
@@ -188,7 +189,7 @@ async fn drive(
     session: switchboard::Session,
     mut commands: mpsc::UnboundedReceiver<Command>,
     poster: Poster,
-    handler: String,
+    handler: Arc<str>,
 ) {
     let mut messages = session.messages();
     let mut states = Box::pin(session.state());

@@ -62,7 +62,7 @@ impl ScriptHooks {
             }
             Method::Message | Method::Error => {}
         }
-        let handler = endpoint.descriptor.handler_path();
+        let handler = endpoint.handler.clone();
         let event = Event { handler: handler.clone(), method, message, error, peer: Some(peer.clone()) };
         match endpoint.engine.event(event).await {
             Ok(Some(reply)) => {
@@ -72,7 +72,7 @@ impl ScriptHooks {
             Err(error) => {
                 endpoint.record_error(&error);
                 tracing::warn!(
-                    endpoint = %name, handler, method = method.as_str(), stack = error.stack.as_deref().unwrap_or(""),
+                    endpoint = %name, handler = %handler, method = method.as_str(), stack = error.stack.as_deref().unwrap_or(""),
                     "handler failed: {error}"
                 );
                 if method != Method::Close {

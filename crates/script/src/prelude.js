@@ -142,7 +142,12 @@
     websockets,
     // Registers a handler loaded by the host: an ES module namespace, or a compiled CommonJS body.
     registerModule(number, path, namespace) {
-      handlers[number] = { path, esm: true, namespace };
+      // Read once: a module namespace is an exotic object, slow to look up on every event.
+      const fns = METHODS.map((method) => {
+        const fn = namespace[METHOD_EXPORTS[method]];
+        return typeof fn === "function" ? fn : undefined;
+      });
+      handlers[number] = { path, esm: true, namespace, fns };
     },
     registerCommonJs(number, path, fn) {
       handlers[number] = { path, esm: false, fn, exports: undefined, perEvent: false };
@@ -159,7 +164,11 @@
       current = event;
       const arg = method === "onmessage" ? message : error;
       try {
-        if (handler.esm) return callExport(handler.namespace, method, arg);
+        if (handler.esm) {
+          const fn = handler.fns[methodNumber];
+          if (fn === undefined) return undefined;
+          return methodNumber === 1 || methodNumber === 2 ? fn(arg) : fn();
+        }
         if (handler.exports === undefined) {
           // First event: running the body tells which style the module is.
           const module = { exports: {} };

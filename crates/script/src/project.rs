@@ -28,6 +28,8 @@ pub struct ProjectConfig {
 /// An endpoint that serves: its descriptor, its runtime, its peers.
 pub(crate) struct LiveEndpoint {
     pub(crate) descriptor: Descriptor,
+    /// The handler module's path, computed once (it goes with every event).
+    pub(crate) handler: Arc<str>,
     pub(crate) engine: Engine,
     /// The descriptor and handler source it was started from: a change restarts it.
     fingerprint: String,
@@ -260,12 +262,13 @@ impl Project {
         }
         let config = EngineConfig { label: descriptor.endpoint.clone(), ..self.config.engine.clone() };
         let engine = Engine::start(self.files.clone(), config, self.clients.clone());
-        if let Err(error) = engine.load(&descriptor.handler_path()).await {
-            return Slot::Broken(format!("handler {}: {error}", descriptor.handler_path()));
+        if let Err(error) = engine.load(&handler).await {
+            return Slot::Broken(format!("handler {handler}: {error}"));
         }
         let peers = old.map(|old| old.peers.clone()).unwrap_or_default();
         Slot::Live(Arc::new(LiveEndpoint {
             descriptor: descriptor.clone(),
+            handler: Arc::from(handler.as_str()),
             engine,
             fingerprint,
             peers,

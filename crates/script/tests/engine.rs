@@ -12,7 +12,7 @@ fn project(files: &[(&str, &str)]) -> ProjectFiles {
 
 fn event(handler: &str, method: Method, message: Option<&str>, error: Option<&str>) -> Event {
     Event {
-        handler: handler.into(),
+        handler: Arc::from(handler),
         method,
         message: message.map(|m| Message::from_text(m.to_owned())),
         error: error.map(str::to_owned),
@@ -97,7 +97,7 @@ async fn binary_messages_arrive_as_array_buffers_and_typed_arrays_go_back_as_bin
     )]);
     let engine = engine(files, EngineConfig::default());
     let binary = Event {
-        handler: "bin.js".into(),
+        handler: Arc::from("bin.js"),
         method: Method::Message,
         message: Some(Message::from_binary(vec![1u8, 2, 255])),
         error: None,
