@@ -52,7 +52,9 @@ pub fn measure(rounds: usize) -> Result<String, Box<dyn std::error::Error>> {
          | scenario | native msg/s | script msg/s | script / native | target |\n| --- | --- | --- | --- | --- |\n{}\n\n\
          Instructions per 20 B echo (callgrind, every thread): native {native_instructions:.0}, script \
          {script_instructions:.0} ({:.1}x). Each scripted message crosses to the runtime's thread and back \
-         (two wake-ups) and runs the JavaScript dispatcher. With 16 messages in flight the native server \
+         and runs the JavaScript dispatcher; the runtime is a `SCHED_BATCH` thread, so on a busy core the \
+         network thread hands it a batch of events instead of the two alternating per event (83k -> 113k \
+         echoes/s when this was introduced). With 16 messages in flight the native server \
          batches its replies into one write per read, while every scripted event runs on its endpoint's \
          one runtime thread: module state is shared by all of an endpoint's connections, so an endpoint's \
          events cannot be spread over threads, and that thread is CPU-bound at about one event per \
