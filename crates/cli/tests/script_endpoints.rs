@@ -287,6 +287,21 @@ async fn descriptors_and_handlers_reload_while_peers_are_connected() {
     std::fs::write(dir.join("added.js"), "export function onMessage(m) { return `fixed ${m}`; }\n").expect("write");
     eventually("the fixed endpoint serves", || async { status("added").await == 101 }).await;
 
+    // A module the handler imports changes on its own: the endpoint restarts with it.
+    std::fs::write(dir.join("word.js"), "export const word = 'one';\n").expect("write");
+    std::fs::write(
+        dir.join("added.js"),
+        "import { word } from './word';\nexport function onMessage(m) { return `${word} ${m}`; }\n",
+    )
+    .expect("write");
+    let ask_added = || async move {
+        let mut client = RawClient::connect(addr, "/websockets/v4/service/added", &[]).await;
+        ask(&mut client, "x").await
+    };
+    eventually("the handler imports word.js", || async { ask_added().await == "one x" }).await;
+    std::fs::write(dir.join("word.js"), "export const word = 'two';\n").expect("write");
+    eventually("a change to an imported module reloads", || async { ask_added().await == "two x" }).await;
+
     // Removed: its peers are closed with 1001, and it is gone.
     std::fs::remove_file(dir.join("features/count.websocket")).expect("remove");
     assert_eq!(close_of(&mut counter).await.0, 1001);

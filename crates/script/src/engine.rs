@@ -12,9 +12,8 @@ use switchboard::{Message, Peer};
 use tokio::sync::oneshot;
 
 use crate::error::{ScriptError, ScriptErrorKind};
-use crate::files::ProjectFiles;
+use crate::files::{ProjectFiles, ReadLog};
 use crate::host::Host;
-use crate::loader::ProjectModules;
 use crate::source::{imports_to_require, module_kind, ModuleKind};
 
 /// The JavaScript half of every runtime (sdk/net, console, require, the dispatcher).
@@ -116,6 +115,8 @@ pub struct Engine {
 struct Inner {
     jobs: mpsc::Sender<Job>,
     label: Arc<str>,
+    files: ProjectFiles,
+    log: ReadLog,
 }
 
 impl Drop for Inner {
@@ -168,16 +169,23 @@ impl Engine {
         let label: Arc<str> = Arc::from(config.label.as_str());
         let runtime = tokio::runtime::Handle::try_current().ok();
         let poster = Poster { jobs: jobs.clone(), owner: label.clone() };
+        let log = ReadLog::default();
+        let (thread_files, thread_log) = (files.clone(), log.clone());
         let spawned =
             std::thread::Builder::new().name(format!("script {}", config.label)).stack_size(8 << 20).spawn(move || {
-                let host = Arc::new(Host::new(files, clients, runtime, poster));
+                let host = Arc::new(Host::new(thread_files, thread_log, clients, runtime, poster));
                 run(config, &host, queue);
                 host.clients.close_all_of(host.label());
             });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start a script runtime thread");
         }
-        Self { inner: Arc::new(Inner { jobs, label }) }
+        Self { inner: Arc::new(Inner { jobs, label, files, log }) }
+    }
+
+    /// Whether a file the runtime has read (its handlers, the modules they import) changed since.
+    pub fn sources_changed(&self) -> bool {
+        self.inner.log.changed(&self.inner.files)
     }
 
     /// The runtime's label.
@@ -240,7 +248,7 @@ fn run(config: EngineConfig, host: &Arc<Host>, queue: mpsc::Receiver<Job>) {
     let clock = Clock::new();
     let interrupt = clock.clone();
     runtime.set_interrupt_handler(Some(Box::new(move || interrupt.expired())));
-    runtime.set_loader(ProjectModules { files: host.files.clone() }, ProjectModules { files: host.files.clone() });
+    runtime.set_loader(host.modules(), host.modules());
     let Ok(context) = Context::full(&runtime) else {
         tracing::error!(runtime = %config.label, "cannot create a QuickJS context");
         return;
@@ -382,7 +390,7 @@ fn load(ctx: &Ctx<'_>, host: &Host, path: &str) -> rquickjs::Result<u32> {
     }
     let number = host.next_handler_number();
     let api = switchboard(ctx)?;
-    let source = host.files.read(path).map_err(|e| {
+    let source = host.log.read(&host.files, path).map_err(|e| {
         rquickjs::Error::new_loading_message(path, format!("cannot read {}: {e}", host.files.describe(path)))
     })?;
     match module_kind(&source) {
@@ -484,7 +492,7 @@ fn dispatch(ctx: &Ctx<'_>, host: &Host, api: &Api, event: Event) -> rquickjs::Re
 
 /// Runs `path` as an ES module (its imports and top-level code).
 fn run_module(ctx: &Ctx<'_>, host: &Host, path: &str) -> rquickjs::Result<()> {
-    let source = host.files.read(path).map_err(|e| {
+    let source = host.log.read(&host.files, path).map_err(|e| {
         rquickjs::Error::new_loading_message(path, format!("cannot read {}: {e}", host.files.describe(path)))
     })?;
     let (_, promise) = Module::declare(ctx.clone(), path, source)?.eval()?;

@@ -70,6 +70,33 @@ impl ProjectFiles {
     }
 }
 
+/// Every file a runtime has read, with a hash of what it read: a reload restarts the runtime when one
+/// of them changed (the handler, or any module it imports).
+#[derive(Clone, Default, Debug)]
+pub(crate) struct ReadLog(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+
+impl ReadLog {
+    /// Reads `path` from `files` and records it.
+    pub(crate) fn read(&self, files: &ProjectFiles, path: &str) -> std::io::Result<String> {
+        let text = files.read(path)?;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), digest(&text));
+        Ok(text)
+    }
+
+    /// Whether any recorded file now reads differently (or not at all).
+    pub(crate) fn changed(&self, files: &ProjectFiles) -> bool {
+        let recorded = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        recorded.iter().any(|(path, hash)| files.read(path).map(|text| digest(&text)).ok() != Some(*hash))
+    }
+}
+
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn walk(root: &Path, dir: &Path, suffix: &str, found: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {

@@ -10,12 +10,14 @@ use switchboard::Peer;
 
 use crate::clients::Registry;
 use crate::engine::{compile_common_js, js_to_message, Poster};
-use crate::files::ProjectFiles;
+use crate::files::{ProjectFiles, ReadLog};
 use crate::loader::ProjectModules;
 
 /// What the native functions of one runtime share.
 pub(crate) struct Host {
     pub(crate) files: ProjectFiles,
+    /// Every project file this runtime read.
+    pub(crate) log: ReadLog,
     pub(crate) clients: Arc<Registry>,
     runtime: Option<tokio::runtime::Handle>,
     poster: Poster,
@@ -36,11 +38,12 @@ struct Peers {
 impl Host {
     pub(crate) fn new(
         files: ProjectFiles,
+        log: ReadLog,
         clients: Arc<Registry>,
         runtime: Option<tokio::runtime::Handle>,
         poster: Poster,
     ) -> Self {
-        Self { files, clients, runtime, poster, peers: Mutex::default(), loaded: Mutex::default() }
+        Self { files, log, clients, runtime, poster, peers: Mutex::default(), loaded: Mutex::default() }
     }
 
     /// The number of loaded handler `path`, if it is loaded.
@@ -55,6 +58,11 @@ impl Host {
 
     pub(crate) fn set_loaded(&self, path: &str, number: u32) {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), number);
+    }
+
+    /// The project's modules, as the runtime resolves and loads them.
+    pub(crate) fn modules(&self) -> ProjectModules {
+        ProjectModules { files: self.files.clone(), log: self.log.clone() }
     }
 
     /// The runtime's label (its endpoint, or its script).
@@ -118,16 +126,15 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Arc<Host>) -> rquickjs::Result
     api.set(
         "resolve",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, from: String, name: String| {
-            ProjectModules { files: h.files.clone() }
-                .resolve_path(&from, &name)
-                .map_err(|message| Exception::throw_message(&ctx, &message))
+            h.modules().resolve_path(&from, &name).map_err(|message| Exception::throw_message(&ctx, &message))
         })?,
     )?;
     let h = host.clone();
     api.set(
         "compile",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, path: String| {
-            let source = h.files.read(&path).map_err(|e| Exception::throw_message(&ctx, &format!("{path}: {e}")))?;
+            let source =
+                h.log.read(&h.files, &path).map_err(|e| Exception::throw_message(&ctx, &format!("{path}: {e}")))?;
             compile_common_js(&ctx, &path, &source)
         })?,
     )?;
@@ -194,7 +201,7 @@ fn install_client_functions<'js>(ctx: &Ctx<'js>, host: &Arc<Host>, api: &Object<
             let Some(runtime) = h.runtime.as_ref() else {
                 return Err(Exception::throw_internal(&ctx, "createWebsocket: no network runtime"));
             };
-            ProjectModules { files: h.files.clone() }
+            h.modules()
                 .resolve_path("", &handler)
                 .map_err(|message| Exception::throw_type(&ctx, &format!("createWebsocket: handler: {message}")))?;
             let info = h

@@ -5,7 +5,7 @@
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::{Ctx, Error, Module, Result};
 
-use crate::files::{dir_of, join, with_js, ProjectFiles};
+use crate::files::{dir_of, join, with_js, ProjectFiles, ReadLog};
 
 /// ES module sources of the SDK: views of the `websockets` object the prelude defines.
 const SDK_NET: &str = "const websockets = globalThis.__switchboard.websockets;\n\
@@ -29,6 +29,8 @@ fn sdk_module(name: &str) -> Option<&'static str> {
 #[derive(Clone)]
 pub(crate) struct ProjectModules {
     pub(crate) files: ProjectFiles,
+    /// What the runtime loaded, for reloads.
+    pub(crate) log: ReadLog,
 }
 
 impl ProjectModules {
@@ -70,7 +72,7 @@ impl Loader for ProjectModules {
         if let Some(source) = sdk_module(name) {
             return Module::declare(ctx.clone(), name, source);
         }
-        let source = self.files.read(name).map_err(|e| Error::new_loading_message(name, e.to_string()))?;
+        let source = self.log.read(&self.files, name).map_err(|e| Error::new_loading_message(name, e.to_string()))?;
         Module::declare(ctx.clone(), name, source)
     }
 }

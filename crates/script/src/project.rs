@@ -31,7 +31,8 @@ pub(crate) struct LiveEndpoint {
     /// The handler module's path, computed once (it goes with every event).
     pub(crate) handler: Arc<str>,
     pub(crate) engine: Engine,
-    /// The descriptor and handler source it was started from: a change restarts it.
+    /// The descriptor it was started from: a change restarts it (as does a change to a file its
+    /// runtime read).
     fingerprint: String,
     pub(crate) peers: Arc<Mutex<HashMap<Uuid, Peer>>>,
     pub(crate) errors: AtomicU64,
@@ -255,9 +256,8 @@ impl Project {
                 self.files.describe(&handler)
             ));
         }
-        let source = self.files.read(&handler).unwrap_or_default();
-        let fingerprint = format!("{descriptor:?}\n{source}");
-        if let Some(old) = old.as_ref().filter(|old| old.fingerprint == fingerprint) {
+        let fingerprint = format!("{descriptor:?}");
+        if let Some(old) = old.as_ref().filter(|old| old.fingerprint == fingerprint && !old.engine.sources_changed()) {
             return Slot::Live(old.clone());
         }
         let config = EngineConfig { label: descriptor.endpoint.clone(), ..self.config.engine.clone() };
