@@ -28,6 +28,7 @@ mod error;
 mod message;
 pub mod pubsub;
 mod server;
+pub mod sync;
 
 pub use client::{websocket, Session, Socket};
 pub use error::{BoxError, CloseEvent, Error, InvalidCloseCode, SendError};
