@@ -50,19 +50,24 @@ impl Framed {
         self.plain.len()
     }
 
-    /// The frame for `peer`: compressed once per setting for peers without server context takeover,
-    /// plain for everyone else (always valid).
+    /// The compression setting whose shared frame `peer` gets; `None`: the plain frame. Peers without
+    /// server context takeover share one compressed frame per setting; plain is valid for everyone.
+    fn setting_for(&self, peer: &Peer) -> Option<SharedCompression> {
+        peer.shared.shared_compression.filter(|_| self.payload_len >= COMPRESSION_THRESHOLD)
+    }
+
+    /// The frame for `peer`.
     pub(crate) fn frame_for(&self, peer: &Peer) -> Bytes {
-        match peer.shared.shared_compression {
-            Some(setting) if self.payload_len >= COMPRESSION_THRESHOLD => self.compressed_frame(setting),
-            _ => self.plain.clone(),
+        match self.setting_for(peer) {
+            Some(setting) => self.compressed_frame(setting),
+            None => self.plain.clone(),
         }
     }
 
     /// Like `frame_for`, but a large compression not done yet runs on tokio's blocking pool, so that a
     /// replay of big publications does not hold up the other connections of a runtime worker.
     pub(crate) async fn frame_for_off_thread(self: &Arc<Self>, peer: &Peer) -> Bytes {
-        match peer.shared.shared_compression {
+        match self.setting_for(peer) {
             Some(setting) if self.payload_len >= OFF_THREAD_ABOVE && !self.has_compressed(setting) => {
                 let framed = self.clone();
                 match tokio::task::spawn_blocking(move || framed.compressed_frame(setting)).await {
@@ -104,8 +109,8 @@ impl<'a> FanOut<'a> {
     }
 
     pub(crate) fn for_peer(&mut self, peer: &Peer) -> Bytes {
-        match peer.shared.shared_compression {
-            Some(setting) if self.framed.payload_len >= COMPRESSION_THRESHOLD => {
+        match self.framed.setting_for(peer) {
+            Some(setting) => {
                 if let Some((last, frame)) = &self.last {
                     if *last == setting {
                         return frame.clone();

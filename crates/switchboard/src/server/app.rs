@@ -62,7 +62,12 @@ impl IncompleteBudget {
     /// A connection's holding went from `before` to `now`. Returns the excess when it grew and the total
     /// is now past the budget (the caller then closes the connection, which releases what it holds).
     pub(crate) fn update(&self, before: usize, now: usize) -> Option<OverBudget> {
-        if now <= before {
+        if now == before {
+            // The common case on every read: nothing held before or after. One counter is shared by
+            // every connection; touching it here would make each read contend for it.
+            return None;
+        }
+        if now < before {
             self.held.fetch_sub(before - now, Ordering::AcqRel);
             return None;
         }
