@@ -389,7 +389,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Rout
     let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
-            () = stop_requested(&mut stop) => return,
+            () = stop_requested(&mut stop) => {
+                failures.stopped();
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     failures.recovered();
@@ -471,6 +474,17 @@ impl AcceptFailures {
         if let Some(since) = self.since.take() {
             tracing::warn!(failures = self.count, seconds = since.elapsed().as_secs_f64(), "accepting again");
             self.count = 0;
+        }
+    }
+
+    /// Shutdown ends an episode still under way: its closing line is written then.
+    fn stopped(&self) {
+        if let Some(since) = self.since {
+            tracing::warn!(
+                failures = self.count,
+                seconds = since.elapsed().as_secs_f64(),
+                "stopped accepting while accepts were failing"
+            );
         }
     }
 }
