@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use switchboard::pubsub::{HistoryConfig, PubSubConfig};
+use switchboard::sync::{Collection, SqliteStore, SyncHub};
 use switchboard::wire::deflate::DeflateConfig;
 use switchboard::{Switchboard, TlsConfig, WsConfig};
 use switchboard_script::{EngineConfig, Project, ProjectConfig, ProjectFiles};
@@ -63,6 +64,13 @@ pub struct ServeArgs {
     /// Hosts that scripts' outbound clients may reach (exact, or *.domain; repeatable). Default: any.
     #[arg(long = "allow-outbound", value_name = "PATTERN")]
     allow_outbound: Vec<String>,
+    /// Folder of the embedded database (SQLite) that keeps the synced collections at /sync/<collection>.
+    #[arg(long, value_name = "DIR", default_value = "switchboard-data", env = "SWITCHBOARD_DATA")]
+    data: std::path::PathBuf,
+    /// Changes each synced collection's log keeps for clients that resume with `since` (older ones
+    /// are pruned; a client further behind refetches).
+    #[arg(long, value_name = "N", default_value_t = switchboard::sync::DEFAULT_LOG_LIMIT, env = "SWITCHBOARD_SYNC_LOG")]
+    sync_log: u64,
 }
 
 /// The demo project served when no DIR is given.
@@ -87,7 +95,7 @@ fn project_files(dir: Option<&std::path::Path>) -> Result<ProjectFiles, String> 
     }
 }
 
-const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n  /websockets/v4/service/<endpoint>  the project's script endpoints (*.websocket descriptors)\n\nOperations view of the script endpoints: /services/v4/ops/websockets\n";
+const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n  /websockets/v4/service/<endpoint>  the project's script endpoints (*.websocket descriptors)\n  /sync/<collection>  store sync (subprotocol switchboard.sync.v1; /sync/<collection>/<id> speaks fritz2's raw format)\n\nOperations view of the script endpoints: /services/v4/ops/websockets\n";
 
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Browsers always offer permessage-deflate; the demo endpoints accept it (the library default is off).
@@ -120,8 +128,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let project = Project::open(files, ProjectConfig { engine, allowed_hosts: args.allow_outbound.clone() }).await;
     // Descriptors and handlers take effect as they are saved.
     let _watcher = switchboard_script::watch(project.clone())?;
+    std::fs::create_dir_all(&args.data).map_err(|e| format!("--data {}: {e}", args.data.display()))?;
+    let store = SqliteStore::open_with_log_limit(args.data.join("sync.sqlite3"), args.sync_log)?;
+    // Any collection name, schemaless JSON entities.
+    let sync = SyncHub::new(store).any_collection(Collection::new());
     let app = app
         .config(config)
+        .sync("/sync", sync)
         .ws("/echo", echo::hooks())
         .ws("/chat", chat::hooks())
         .merge(axum::Router::new().route("/", get(|| async { INDEX })));

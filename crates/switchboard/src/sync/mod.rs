@@ -1,6 +1,23 @@
-//! Store sync (fritz2's `syncWith`, done properly): the `switchboard.sync.v1` protocol. The hub, the
-//! entity stores and the Rust client build on it (see docs/sync-protocol.md).
+//! Store sync (fritz2's `syncWith`, done properly): the `switchboard.sync.v1` protocol
+//! (docs/sync-protocol.md), the hub that serves it over an entity store, and the stores.
+//!
+//! Every accepted change gets the next version of its collection and is recorded, with the answer
+//! to the mutation that made it, in one transaction: a mutation sent twice is applied once.
+//! Subscribers receive changes once each, in version order, and resume after a disconnect with
+//! `since`.
 
+mod collection;
+mod feed;
+mod hub;
 pub mod protocol;
+mod sqlite;
+mod store;
 
+pub use collection::{Collection, WriteContext};
+pub use hub::{SyncHub, DEFAULT_MAX_ENTITY_BYTES};
 pub use protocol::{ClientMessage, Current, Entity, Origin, ServerMessage, Violation, SUBPROTOCOL};
+pub use sqlite::{SqliteStore, DEFAULT_LOG_LIMIT};
+pub use store::{
+    Change, Committed, Decider, Decision, EntityStore, Operation, Replay, Snapshot, StoreError, StoreFuture, Write,
+    WriteOutcome,
+};
