@@ -205,14 +205,9 @@ impl SyncEndpoint {
         if !rules.may_read(connection.user.as_deref()) {
             return error(format!("sub: you may not read collection {collection:?}"));
         }
-        {
-            let mut state = lock(&connection.state);
-            if state.subscribed.is_some() {
-                drop(state);
-                return error("sub: this connection is subscribed already (one subscription per connection)".into());
-            }
-            state.client = Some(client.unwrap_or_else(|| format!("connection:{}", peer.id())));
-        }
+        // A new sub replaces the connection's subscription (a client resumes after a gap this way).
+        self.unsubscribe(peer, connection);
+        lock(&connection.state).client = Some(client.unwrap_or_else(|| format!("connection:{}", peer.id())));
         let feed = match self.join(&collection, peer, id.clone(), format.clone()).await {
             Ok(feed) => feed,
             Err(reason) => {
@@ -313,7 +308,8 @@ impl SyncEndpoint {
             current: None,
         };
         let (Some(client), Some(collection)) = (client, collection) else {
-            return reject("send sub before writing: it names the client and the collection".into(), false);
+            // Retryable: a client's queued writes may reach a new connection before its sub.
+            return reject("send sub before writing: it names the client and the collection".into(), true);
         };
         let Some(rules) = self.hub.rules(&collection) else {
             return reject(format!("unknown collection {collection:?}"), false);

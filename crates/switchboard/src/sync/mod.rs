@@ -6,16 +6,24 @@
 //! Subscribers receive changes once each, in version order, and resume after a disconnect with
 //! `since`.
 
+mod client;
 mod collection;
 mod feed;
 mod hub;
+mod local;
 pub mod protocol;
+mod replica;
+mod resource;
 mod sqlite;
 mod store;
 
+pub use client::{ListOf, SyncHandle, SyncShape, SyncStatus};
 pub use collection::{Collection, WriteContext};
 pub use hub::{SyncHub, DEFAULT_MAX_ENTITY_BYTES};
+pub use local::Store;
 pub use protocol::{ClientMessage, Current, Entity, Origin, ServerMessage, Violation, SUBPROTOCOL};
+pub use replica::{MutationState, PendingMutation, Rejection};
+pub use resource::{Json, Resource, Serializer};
 pub use sqlite::{SqliteStore, DEFAULT_LOG_LIMIT};
 pub use store::{
     Change, Committed, Decider, Decision, EntityStore, Operation, Replay, Snapshot, StoreError, StoreFuture, Write,
