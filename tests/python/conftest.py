@@ -25,6 +25,12 @@ def project_server():
     yield from serve([PROJECT])
 
 
+@pytest.fixture(scope="module")
+def sync_server(tmp_path_factory):
+    """`switchboard serve --port 0 --data <a fresh folder>`; yields its base ws:// URL."""
+    yield from serve(["--data", str(tmp_path_factory.mktemp("switchboard-data"))])
+
+
 def serve(extra):
     if not os.path.exists(BINARY):
         pytest.fail(f"{BINARY} is missing: build it with `cargo build -p switchboard-cli` (scripts/test does)")
