@@ -265,6 +265,52 @@ mod tests {
         assert!(violation(&format!(r#"{{"type":"sub","collection":"{long}"}}"#)).contains("at most 256"));
     }
 
+    /// The protocol's own words and some noise, to build near-messages from.
+    fn near_message() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let words = [
+            "{",
+            "}",
+            ",",
+            ":",
+            "\"type\"",
+            "\"sub\"",
+            "\"mutate\"",
+            "\"delete\"",
+            "\"collection\"",
+            "\"id\"",
+            "\"mutation_id\"",
+            "\"data\"",
+            "\"since\"",
+            "\"base_version\"",
+            "\"client\"",
+            "\"\"",
+            "-1",
+            "7",
+            "18446744073709551616",
+            "null",
+            "[",
+            "]",
+            "\"x\"",
+        ];
+        proptest::collection::vec(proptest::sample::select(words.to_vec()), 0..24).prop_map(|parts| parts.concat())
+    }
+
+    proptest::proptest! {
+        /// Any text, and any mix of the protocol's own words: a message or a named violation, and
+        /// what parses writes back to the same message.
+        #[test]
+        fn any_text_parses_or_names_its_problem(text in proptest::prop_oneof![near_message(), ".*"]) {
+            match ClientMessage::parse(&text) {
+                Ok(message) => {
+                    let written = serde_json::to_string(&message).expect("writes");
+                    proptest::prop_assert_eq!(ClientMessage::parse(&written), Ok(message));
+                }
+                Err(violation) => proptest::prop_assert!(violation.0.starts_with("sync message: "), "{}", violation.0),
+            }
+        }
+    }
+
     #[test]
     fn server_messages_write_as_documented() {
         let change = ServerMessage::Change {
