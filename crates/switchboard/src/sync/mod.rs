@@ -11,6 +11,7 @@ mod collection;
 mod feed;
 mod hub;
 mod local;
+mod plan;
 pub mod protocol;
 mod replica;
 mod resource;

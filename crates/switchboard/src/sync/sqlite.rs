@@ -14,10 +14,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
+use super::plan::{current_from, parse, plan, replay_gone, replayed, Plan};
 use super::protocol::{Current, Entity, ServerMessage};
-use super::store::{
-    Change, Committed, Decision, EntityStore, Operation, Replay, Snapshot, StoreError, StoreFuture, Write, WriteOutcome,
-};
+use super::store::{Change, Committed, EntityStore, Replay, Snapshot, StoreError, StoreFuture, Write, WriteOutcome};
 
 /// How many changes each collection's log keeps by default (older ones are pruned; a client further
 /// behind gets `refetch`).
@@ -218,87 +217,51 @@ fn apply(tx: &Connection, write: &Write, log_limit: u64) -> rusqlite::Result<Wri
         .prepare_cached("SELECT answer FROM sync_mutations WHERE client = ?1 AND mutation_id = ?2")?
         .query_row(params![origin.client, origin.mutation_id], |row| row.get(0))
         .optional()?;
-    if let Some(answer) = recorded {
-        return recorded_answer(tx, write, &answer);
+    if let Some(recorded) = recorded {
+        let answer = replayed(&recorded, || current_in(tx, &write.collection, &write.id).map_err(|e| e.to_string()))
+            .map_err(conversion)?;
+        return Ok(WriteOutcome::Answered(answer));
     }
-    let (version, log_start) = tx
-        .prepare_cached("SELECT version, log_start FROM sync_collections WHERE name = ?1")?
-        .query_row([&write.collection], |row| Ok((to_u64(row.get(0)?), to_u64(row.get(1)?))))
-        .optional()?
-        .unwrap_or((0, 1));
+    let (version, log_start) = collection_state(tx, &write.collection)?;
     let current = current_in(tx, &write.collection, &write.id)?;
-    let reject = |reason: String| -> rusqlite::Result<WriteOutcome> {
-        let answer = ServerMessage::Reject {
-            mutation_id: origin.mutation_id.clone(),
-            reason,
-            retryable: false,
-            current: Some(current.clone()),
-        };
-        record(tx, write, &answer)?;
-        Ok(WriteOutcome::Answered(answer))
-    };
-    if let Some(base) = write.base_version {
-        if base != current.version {
-            return reject(format!("version conflict: {} is at version {}, not {base}", write.id, current.version));
-        }
-    }
-    let stored = match (write.decide)(&current, &write.operation) {
-        Decision::Accept => write.operation.clone(),
-        Decision::Rewrite(value) => Operation::Put(value),
-        Decision::Reject(reason) => return reject(reason),
-    };
-    let data = match &stored {
-        Operation::Put(value) => Some(value.clone()),
-        Operation::Delete if current.version == 0 || current.deleted => {
-            // Nothing to delete: answered, and no change for subscribers.
-            let answer = ServerMessage::Ack {
-                mutation_id: origin.mutation_id.clone(),
-                version: current.version,
-                data: Value::Null,
-            };
+    match plan(write, &current, version, log_start, log_limit) {
+        Plan::Answer(answer) => {
             record(tx, write, &answer)?;
-            return Ok(WriteOutcome::Answered(answer));
+            Ok(WriteOutcome::Answered(answer))
         }
-        Operation::Delete => None,
-    };
-    let next = version + 1;
-    let text = data.as_ref().map(Value::to_string);
-    let mut log_start = log_start;
-    if next + 1 - log_start > log_limit + log_limit / 8 {
-        // Prune in steps of an eighth of the limit, not on every write.
-        log_start = next + 1 - log_limit;
-        tx.prepare_cached("DELETE FROM sync_changes WHERE collection = ?1 AND version < ?2")?
-            .execute(params![write.collection, to_i64(log_start)])?;
+        Plan::Apply { change, log_start, prune, answer } => {
+            let next = to_i64(change.version);
+            let text = change.data.as_ref().map(Value::to_string);
+            if prune {
+                tx.prepare_cached("DELETE FROM sync_changes WHERE collection = ?1 AND version < ?2")?
+                    .execute(params![write.collection, to_i64(log_start)])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO sync_collections (name, version, log_start) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, log_start = excluded.log_start",
+            )?
+            .execute(params![write.collection, next, to_i64(log_start)])?;
+            tx.prepare_cached(
+                "INSERT INTO sync_entities (collection, id, data, version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, version = excluded.version",
+            )?
+            .execute(params![write.collection, write.id, text, next])?;
+            tx.prepare_cached(
+                "INSERT INTO sync_changes (collection, version, id, data, origin_client, origin_mutation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                write.collection,
+                next,
+                write.id,
+                text,
+                origin.client,
+                origin.mutation_id
+            ])?;
+            record(tx, write, &answer)?;
+            Ok(WriteOutcome::Applied { answer, change })
+        }
     }
-    tx.prepare_cached(
-        "INSERT INTO sync_collections (name, version, log_start) VALUES (?1, ?2, ?3)
-         ON CONFLICT (name) DO UPDATE SET version = excluded.version, log_start = excluded.log_start",
-    )?
-    .execute(params![write.collection, to_i64(next), to_i64(log_start)])?;
-    tx.prepare_cached(
-        "INSERT INTO sync_entities (collection, id, data, version) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, version = excluded.version",
-    )?
-    .execute(params![write.collection, write.id, text, to_i64(next)])?;
-    tx.prepare_cached(
-        "INSERT INTO sync_changes (collection, version, id, data, origin_client, origin_mutation)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![write.collection, to_i64(next), write.id, text, origin.client, origin.mutation_id])?;
-    let answer = ServerMessage::Ack {
-        mutation_id: origin.mutation_id.clone(),
-        version: next,
-        data: data.clone().unwrap_or(Value::Null),
-    };
-    record(tx, write, &answer)?;
-    let change = Change {
-        collection: write.collection.clone(),
-        id: write.id.clone(),
-        data,
-        version: next,
-        origin: Some(origin.clone()),
-    };
-    Ok(WriteOutcome::Applied { answer, change })
 }
 
 fn record(tx: &Connection, write: &Write, answer: &ServerMessage) -> rusqlite::Result<()> {
@@ -307,20 +270,8 @@ fn record(tx: &Connection, write: &Write, answer: &ServerMessage) -> rusqlite::R
     Ok(())
 }
 
-/// The answer recorded for a mutation seen before; a recorded rejection carries the entity as it is
-/// now, which is what the client must roll back to.
-fn recorded_answer(tx: &Connection, write: &Write, answer: &str) -> rusqlite::Result<WriteOutcome> {
-    let answer: ServerMessage = serde_json::from_str(answer)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?;
-    Ok(WriteOutcome::Answered(match answer {
-        ServerMessage::Reject { mutation_id, reason, retryable, .. } => ServerMessage::Reject {
-            mutation_id,
-            reason,
-            retryable,
-            current: Some(current_in(tx, &write.collection, &write.id)?),
-        },
-        other => other,
-    }))
+fn conversion(message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, message.into())
 }
 
 fn current_in(db: &Connection, collection: &str, id: &str) -> rusqlite::Result<Current> {
@@ -328,16 +279,11 @@ fn current_in(db: &Connection, collection: &str, id: &str) -> rusqlite::Result<C
         .prepare_cached("SELECT data, version FROM sync_entities WHERE collection = ?1 AND id = ?2")?
         .query_row([collection, id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    Ok(match row {
-        None => Current { data: Value::Null, version: 0, deleted: false },
-        Some((None, version)) => Current { data: Value::Null, version: to_u64(version), deleted: true },
-        Some((Some(text), version)) => Current { data: parse(&text)?, version: to_u64(version), deleted: false },
-    })
+    current_from(row.map(|(data, version)| (data, to_u64(version)))).map_err(conversion)
 }
 
-fn parse(text: &str) -> rusqlite::Result<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+fn parse_text(text: &str) -> rusqlite::Result<Value> {
+    parse(text).map_err(conversion)
 }
 
 fn read_loop(mut db: Connection, jobs: mpsc::Receiver<Read>) {
@@ -375,7 +321,7 @@ fn snapshot(db: &mut Connection, collection: &str, id: Option<&str>) -> rusqlite
     {
         let mut push = |row: &rusqlite::Row| -> rusqlite::Result<()> {
             let text: String = row.get(1)?;
-            entities.push(Entity { id: row.get(0)?, data: parse(&text)?, version: to_u64(row.get(2)?) });
+            entities.push(Entity { id: row.get(0)?, data: parse_text(&text)?, version: to_u64(row.get(2)?) });
             Ok(())
         };
         match id {
@@ -406,15 +352,8 @@ fn snapshot(db: &mut Connection, collection: &str, id: Option<&str>) -> rusqlite
 fn changes_since(db: &mut Connection, collection: &str, id: Option<&str>, since: u64) -> rusqlite::Result<Replay> {
     let tx = db.transaction()?;
     let (version, log_start) = collection_state(&tx, collection)?;
-    if since > version {
-        return Ok(Replay::Gone(format!(
-            "version {since} is ahead of collection {collection} (at version {version}); resubscribe without since"
-        )));
-    }
-    if since + 1 < log_start {
-        return Ok(Replay::Gone(format!(
-            "the change log of {collection} starts at version {log_start}; resubscribe without since"
-        )));
+    if let Some(reason) = replay_gone(collection, since, version, log_start) {
+        return Ok(Replay::Gone(reason));
     }
     let mut changes = Vec::new();
     {
@@ -430,7 +369,7 @@ fn changes_since(db: &mut Connection, collection: &str, id: Option<&str>, since:
             changes.push(Change {
                 collection: collection.to_owned(),
                 id: row.get(1)?,
-                data: data.as_deref().map(parse).transpose()?,
+                data: data.as_deref().map(parse_text).transpose()?,
                 version: to_u64(row.get(0)?),
                 origin: client
                     .zip(mutation_id)
