@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use switchboard::pubsub::{HistoryConfig, PubSubConfig};
-use switchboard::sync::{Collection, SqliteStore, SyncHub};
+use switchboard::sync::{Collection, EntityStore, PostgresStore, SqliteStore, SyncHub};
 use switchboard::wire::deflate::DeflateConfig;
 use switchboard::{Switchboard, TlsConfig, WsConfig};
 use switchboard_script::{EngineConfig, Project, ProjectConfig, ProjectFiles};
@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// Folder of the embedded database (SQLite) that keeps the synced collections at /sync/<collection>.
     #[arg(long, value_name = "DIR", default_value = "switchboard-data", env = "SWITCHBOARD_DATA")]
     data: std::path::PathBuf,
+    /// A PostgreSQL database for the synced collections instead of the embedded SQLite
+    /// (postgres://user@host:port/db): every node given the same one serves the same collections,
+    /// and changes reach subscribers on every node.
+    #[arg(long, value_name = "URL", env = "SWITCHBOARD_DATABASE")]
+    database: Option<String>,
     /// Changes each synced collection's log keeps for clients that resume with `since` (older ones
     /// are pruned; a client further behind refetches).
     #[arg(long, value_name = "N", default_value_t = switchboard::sync::DEFAULT_LOG_LIMIT, env = "SWITCHBOARD_SYNC_LOG")]
@@ -128,10 +133,19 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let project = Project::open(files, ProjectConfig { engine, allowed_hosts: args.allow_outbound.clone() }).await;
     // Descriptors and handlers take effect as they are saved.
     let _watcher = switchboard_script::watch(project.clone())?;
-    std::fs::create_dir_all(&args.data).map_err(|e| format!("--data {}: {e}", args.data.display()))?;
-    let store = SqliteStore::open_with_log_limit(args.data.join("sync.sqlite3"), args.sync_log)?;
+    let store: std::sync::Arc<dyn EntityStore> = match &args.database {
+        Some(url) => {
+            let store = PostgresStore::connect(url, args.sync_log).await.map_err(|e| format!("--database: {e}"))?;
+            tracing::info!("synced collections are in PostgreSQL");
+            std::sync::Arc::new(store)
+        }
+        None => {
+            std::fs::create_dir_all(&args.data).map_err(|e| format!("--data {}: {e}", args.data.display()))?;
+            std::sync::Arc::new(SqliteStore::open_with_log_limit(args.data.join("sync.sqlite3"), args.sync_log)?)
+        }
+    };
     // Any collection name, schemaless JSON entities.
-    let sync = SyncHub::new(store).any_collection(Collection::new());
+    let sync = SyncHub::with_store(store).any_collection(Collection::new());
     let app = app
         .config(config)
         .sync("/sync", sync)

@@ -8,80 +8,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use support::sync::SyncClient;
 use support::ServeProcess;
-use switchboard::client::Messages;
-use switchboard::{websocket, Session};
-
-/// A `switchboard.sync.v1` connection that reads JSON messages.
-struct SyncClient {
-    session: Session,
-    messages: Messages,
-}
-
-impl SyncClient {
-    async fn connect(addr: std::net::SocketAddr, collection: &str) -> Self {
-        let session = websocket(&format!("ws://{addr}/sync/{collection}"))
-            .expect("url")
-            .protocols(["switchboard.sync.v1"])
-            .connect();
-        let messages = session.messages();
-        Self { session, messages }
-    }
-
-    /// Connects and subscribes as `client`, returning the snapshot (or replayed changes) and `ready`.
-    async fn subscribe(
-        addr: std::net::SocketAddr,
-        collection: &str,
-        client: &str,
-        since: Option<u64>,
-    ) -> (Self, Vec<Value>) {
-        let mut this = Self::connect(addr, collection).await;
-        let mut sub = json!({"type": "sub", "collection": collection, "client": client});
-        if let Some(since) = since {
-            sub["since"] = since.into();
-        }
-        this.send(sub).await;
-        let mut got = Vec::new();
-        loop {
-            let message = this.recv().await;
-            let done = message["type"] == "ready" || message["type"] == "refetch";
-            got.push(message);
-            if done {
-                return (this, got);
-            }
-        }
-    }
-
-    async fn send(&self, message: Value) {
-        self.session.send(message.to_string()).await.expect("send");
-    }
-
-    async fn recv(&mut self) -> Value {
-        let message = tokio::time::timeout(Duration::from_secs(10), self.messages.next())
-            .await
-            .expect("a sync message within 10 s")
-            .expect("the session is open");
-        serde_json::from_str(message.text().expect("text")).expect("JSON")
-    }
-
-    /// The next message of `kind`, skipping others (changes and answers interleave).
-    async fn recv_type(&mut self, kind: &str) -> Value {
-        loop {
-            let message = self.recv().await;
-            if message["type"] == kind {
-                return message;
-            }
-        }
-    }
-
-    async fn mutate(&self, mutation_id: &str, id: &str, data: Value, base_version: Option<u64>) {
-        let mut message = json!({"type": "mutate", "mutation_id": mutation_id, "id": id, "data": data});
-        if let Some(base) = base_version {
-            message["base_version"] = base.into();
-        }
-        self.send(message).await;
-    }
-}
+use switchboard::websocket;
 
 fn data_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("switchboard-sync-{name}-{}", std::process::id()));
@@ -135,18 +64,6 @@ async fn two_clients_writing_one_entity_converge_and_base_version_lets_exactly_o
     assert!(loser["reason"].as_str().unwrap_or("").contains("version conflict"), "{loser}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-impl SyncClient {
-    /// The `ack` or `reject` of one mutation, skipping everything else.
-    async fn answer(&mut self, mutation_id: &str) -> Value {
-        loop {
-            let message = self.recv().await;
-            if (message["type"] == "ack" || message["type"] == "reject") && message["mutation_id"] == mutation_id {
-                return message;
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -341,10 +258,4 @@ async fn bad_sync_input_is_named_and_harms_no_one_else() {
     assert_eq!(change["data"], json!({"ok": true}));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-impl SyncClient {
-    async fn send_text(&self, text: &str) {
-        self.session.send(text.to_owned()).await.expect("send");
-    }
 }

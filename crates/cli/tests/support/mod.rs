@@ -11,6 +11,9 @@ use switchboard_wire::{encode_raw_frame, FrameHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod postgres;
+pub mod sync;
+
 /// A running `switchboard serve`, killed on drop.
 pub struct ServeProcess {
     child: Child,
