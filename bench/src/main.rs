@@ -12,6 +12,7 @@ mod profile;
 mod report;
 mod script;
 mod servers;
+mod sync;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,6 +45,18 @@ enum Command {
         /// Rounds per scenario.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+    },
+    /// Store sync through the hub on SQLite and PostgreSQL (writes its section of BENCHMARKS.md).
+    Sync {
+        /// A PostgreSQL database to use (default: a private cluster started for the run).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+    },
+    /// Runs one sync hub until killed (SQLite in a temporary file, or `--database`).
+    SyncServer {
+        /// A PostgreSQL URL.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Runs one echo server until killed.
     Server {
@@ -188,6 +201,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             print!("{section}");
             Ok(script::write(&section)?)
         }
+        Command::Sync { postgres } => {
+            let section = runtime.block_on(sync::measure(postgres))?;
+            print!("{section}");
+            Ok(sync::write(&section)?)
+        }
+        Command::SyncServer { database } => runtime.block_on(sync::serve(database)),
         Command::Server { name, port } => {
             runtime.block_on(servers::run(&name, SocketAddr::from(([127, 0, 0, 1], port))))
         }

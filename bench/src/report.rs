@@ -397,3 +397,17 @@ fn chart(rows: &[(String, Vec<(String, f64)>)]) -> String {
     svg.push_str("</svg>\n");
     svg
 }
+
+/// Replaces the section of BENCHMARKS.md between the markers `begin` and `end` (or appends it), so
+/// one benchmark's run leaves the others' figures alone.
+pub fn replace_section(begin: &str, end: &str, section: &str) -> std::io::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let updated = match (current.find(begin), current.find(end)) {
+        (Some(at), Some(until)) if at < until => {
+            format!("{}{}{}", &current[..at], section.trim_end(), &current[until + end.len()..])
+        }
+        _ => format!("{}\n{section}", current.trim_end()),
+    };
+    std::fs::write(path, updated)
+}

@@ -69,13 +69,5 @@ pub fn measure(rounds: usize) -> Result<String, Box<dyn std::error::Error>> {
 
 /// Replaces (or appends) the section in BENCHMARKS.md.
 pub fn write(section: &str) -> std::io::Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let updated = match (current.find(BEGIN), current.find(END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            format!("{}{}{}", &current[..begin], section.trim_end(), &current[end + END.len()..])
-        }
-        _ => format!("{}\n{section}", current.trim_end()),
-    };
-    std::fs::write(path, updated)
+    crate::report::replace_section(BEGIN, END, section)
 }

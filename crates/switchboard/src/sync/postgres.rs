@@ -1,7 +1,8 @@
 //! The shared entity store: PostgreSQL, so several nodes serve one set of collections.
 //!
-//! Each node commits its writes in groups on one connection (one transaction for every write
-//! waiting, each in a savepoint, collections locked in name order so two nodes never deadlock).
+//! Each node commits its writes in groups on one connection: one transaction for every write
+//! waiting, with the same few statements whatever the group's size (collections locked in name order,
+//! so two nodes never deadlock).
 //! A collection's row is taken `FOR UPDATE` before anything is read, so the writes of all nodes to
 //! one collection are serialised: versions stay contiguous, and of two writes on one `base_version`
 //! exactly one commits.
@@ -12,6 +13,7 @@
 //! poke carries only the collection and version; the change itself is read from the log, which is
 //! also why a lost poke only delays delivery (the next one, or a reconnect, reads what was missed).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Transaction};
 
 use super::plan::{current_from, parse, plan, replay_gone, replayed, Plan};
-use super::protocol::{Current, Entity, Origin, ServerMessage};
+use super::protocol::{Current, Entity, Origin};
 use super::store::{Change, Committed, EntityStore, Replay, Snapshot, StoreError, StoreFuture, Write, WriteOutcome};
 
 /// The notification channel.
@@ -295,118 +297,253 @@ async fn write_loop(
     }
 }
 
+/// Commits a group of writes in one transaction with a fixed number of statements, whatever its
+/// size: lock the group's collections, read every recorded answer and current entity at once, plan
+/// each write in order in memory (later writes see earlier ones), then write each table with one
+/// statement over arrays.
 async fn commit_group(
     client: &mut Client,
     group: &[(Write, Reply<WriteOutcome>)],
     log_limit: u64,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
-    let mut tx = client.transaction().await.map_err(failed)?;
+    let tx = client.transaction().await.map_err(failed)?;
+    let mut names: Vec<&str> = group.iter().map(|(w, _)| w.collection.as_str()).collect();
+    names.dedup(); // the group is sorted by collection
+    tx.execute(
+        "INSERT INTO sync_collections (name, version, log_start) SELECT unnest($1::TEXT[]), 0, 1
+         ON CONFLICT (name) DO NOTHING",
+        &[&names],
+    )
+    .await
+    .map_err(failed)?;
+    // The collections' locks, in name order: every node's writes to a collection pass one at a time.
+    let mut collections: HashMap<String, CollectionState> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT name, version, log_start FROM sync_collections WHERE name = ANY($1) ORDER BY name FOR UPDATE",
+            &[&names],
+        )
+        .await
+        .map_err(failed)?
+    {
+        let state = CollectionState { version: to_u64(row.get(1)), log_start: to_u64(row.get(2)), prune: false };
+        collections.insert(row.get(0), state);
+    }
+    let mut recorded = recorded_answers(&tx, group).await?;
+    let mut currents = current_entities(&tx, group).await?;
+
+    let mut rows = Rows::default();
     let mut outcomes = Vec::with_capacity(group.len());
-    let mut reached: Vec<(String, u64)> = Vec::new();
     for (write, _) in group {
-        let savepoint = tx.savepoint("write").await.map_err(failed)?;
-        match apply(&savepoint, write, log_limit).await {
-            Ok(outcome) => {
-                savepoint.commit().await.map_err(failed)?;
-                if let WriteOutcome::Applied { change, .. } = &outcome {
-                    match reached.last_mut() {
-                        Some((collection, version)) if *collection == change.collection => *version = change.version,
-                        _ => reached.push((change.collection.clone(), change.version)),
-                    }
-                }
-                outcomes.push(Ok(outcome));
-            }
-            Err(error) => {
-                savepoint.rollback().await.map_err(failed)?;
-                outcomes.push(Err(error));
-            }
+        let key = (write.origin.client.clone(), write.origin.mutation_id.clone());
+        let entity = (write.collection.clone(), write.id.clone());
+        let current =
+            currents.get(&entity).cloned().unwrap_or(Current { data: Value::Null, version: 0, deleted: false });
+        if let Some(answer) = recorded.get(&key) {
+            outcomes.push(replayed(answer, || Ok(current)).map(WriteOutcome::Answered).map_err(StoreError));
+            continue;
         }
+        let Some(state) = collections.get_mut(&write.collection) else {
+            outcomes.push(Err(failed("the collection row is missing")));
+            continue;
+        };
+        let outcome = match plan(write, &current, state.version, state.log_start, log_limit) {
+            Plan::Answer(answer) => WriteOutcome::Answered(answer),
+            Plan::Apply { change, log_start, prune, answer } => {
+                state.version = change.version;
+                state.log_start = log_start;
+                state.prune |= prune;
+                rows.change(&change);
+                let data = change.data.clone().unwrap_or(Value::Null);
+                currents.insert(entity, Current { data, version: change.version, deleted: change.data.is_none() });
+                WriteOutcome::Applied { answer, change }
+            }
+        };
+        let answer = match &outcome {
+            WriteOutcome::Applied { answer, .. } | WriteOutcome::Answered(answer) => answer.to_json(),
+        };
+        rows.mutation(&key, answer.clone());
+        recorded.insert(key, answer);
+        outcomes.push(Ok(outcome));
     }
-    for (collection, version) in &reached {
-        // Delivered to the other nodes only if this commits, and in commit order.
-        let payload = format!("{version} {collection}");
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(failed)?;
-    }
+    rows.write(&tx, &currents).await?;
+    finish_collections(&tx, &collections, &rows.changed_collections).await?;
     tx.commit().await.map_err(failed)?;
     Ok(outcomes)
 }
 
-async fn apply(tx: &Transaction<'_>, write: &Write, log_limit: u64) -> Result<WriteOutcome, StoreError> {
-    let origin = &write.origin;
-    tx.execute(
-        "INSERT INTO sync_collections (name, version, log_start) VALUES ($1, 0, 1) ON CONFLICT (name) DO NOTHING",
-        &[&write.collection],
-    )
-    .await
-    .map_err(failed)?;
-    // The collection's lock: every node's writes to it pass here one at a time.
-    let row = tx
-        .query_one("SELECT version, log_start FROM sync_collections WHERE name = $1 FOR UPDATE", &[&write.collection])
-        .await
-        .map_err(failed)?;
-    let (version, log_start) = (to_u64(row.get(0)), to_u64(row.get(1)));
-    let recorded = tx
-        .query_opt(
-            "SELECT answer FROM sync_mutations WHERE client = $1 AND mutation_id = $2",
-            &[&origin.client, &origin.mutation_id],
+/// A locked collection's counters as the group moves them.
+struct CollectionState {
+    version: u64,
+    log_start: u64,
+    prune: bool,
+}
+
+/// The answers already recorded for the group's mutations.
+async fn recorded_answers(
+    tx: &Transaction<'_>,
+    group: &[(Write, Reply<WriteOutcome>)],
+) -> Result<HashMap<(String, String), String>, StoreError> {
+    let clients: Vec<&str> = group.iter().map(|(w, _)| w.origin.client.as_str()).collect();
+    let mutation_ids: Vec<&str> = group.iter().map(|(w, _)| w.origin.mutation_id.as_str()).collect();
+    let rows = tx
+        .query(
+            "SELECT m.client, m.mutation_id, m.answer FROM sync_mutations m
+             JOIN (SELECT DISTINCT * FROM unnest($1::TEXT[], $2::TEXT[])) AS k(client, mutation_id)
+             USING (client, mutation_id)",
+            &[&clients, &mutation_ids],
         )
         .await
         .map_err(failed)?;
-    let current = current_in(tx, &write.collection, &write.id).await?;
-    if let Some(row) = recorded {
-        let recorded: String = row.get(0);
-        return Ok(WriteOutcome::Answered(replayed(&recorded, || Ok(current)).map_err(StoreError)?));
-    }
-    match plan(write, &current, version, log_start, log_limit) {
-        Plan::Answer(answer) => {
-            record(tx, write, &answer).await?;
-            Ok(WriteOutcome::Answered(answer))
-        }
-        Plan::Apply { change, log_start, prune, answer } => {
-            let next = to_i64(change.version);
-            let text = change.data.as_ref().map(Value::to_string);
-            if prune {
-                tx.execute(
-                    "DELETE FROM sync_changes WHERE collection = $1 AND version < $2",
-                    &[&write.collection, &to_i64(log_start)],
-                )
-                .await
-                .map_err(failed)?;
-            }
-            tx.execute(
-                "UPDATE sync_collections SET version = $2, log_start = $3 WHERE name = $1",
-                &[&write.collection, &next, &to_i64(log_start)],
-            )
-            .await
-            .map_err(failed)?;
-            tx.execute(
-                "INSERT INTO sync_entities (collection, id, data, version) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, version = excluded.version",
-                &[&write.collection, &write.id, &text, &next],
-            )
-            .await
-            .map_err(failed)?;
-            tx.execute(
-                "INSERT INTO sync_changes (collection, version, id, data, origin_client, origin_mutation)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&write.collection, &next, &write.id, &text, &origin.client, &origin.mutation_id],
-            )
-            .await
-            .map_err(failed)?;
-            record(tx, write, &answer).await?;
-            Ok(WriteOutcome::Applied { answer, change })
-        }
-    }
+    Ok(rows.into_iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect())
 }
 
-async fn record(tx: &Transaction<'_>, write: &Write, answer: &ServerMessage) -> Result<(), StoreError> {
+/// The current state of every entity the group writes.
+async fn current_entities(
+    tx: &Transaction<'_>,
+    group: &[(Write, Reply<WriteOutcome>)],
+) -> Result<HashMap<(String, String), Current>, StoreError> {
+    let collections: Vec<&str> = group.iter().map(|(w, _)| w.collection.as_str()).collect();
+    let ids: Vec<&str> = group.iter().map(|(w, _)| w.id.as_str()).collect();
+    let rows = tx
+        .query(
+            "SELECT e.collection, e.id, e.data, e.version FROM sync_entities e
+             JOIN (SELECT DISTINCT * FROM unnest($1::TEXT[], $2::TEXT[])) AS k(collection, id) USING (collection, id)",
+            &[&collections, &ids],
+        )
+        .await
+        .map_err(failed)?;
+    let mut currents = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let current = current_from(Some((row.get::<_, Option<String>>(2), to_u64(row.get(3))))).map_err(StoreError)?;
+        currents.insert((row.get(0), row.get(1)), current);
+    }
+    Ok(currents)
+}
+
+/// Moves the changed collections' counters, prunes their logs where due, and pokes the other nodes.
+async fn finish_collections(
+    tx: &Transaction<'_>,
+    collections: &HashMap<String, CollectionState>,
+    changed: &std::collections::HashSet<String>,
+) -> Result<(), StoreError> {
+    let touched: Vec<(&String, &CollectionState)> =
+        collections.iter().filter(|(name, _)| changed.contains(*name)).collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    for (name, state) in &touched {
+        if state.prune {
+            tx.execute(
+                "DELETE FROM sync_changes WHERE collection = $1 AND version < $2",
+                &[name, &to_i64(state.log_start)],
+            )
+            .await
+            .map_err(failed)?;
+        }
+    }
+    let names: Vec<&str> = touched.iter().map(|(name, _)| name.as_str()).collect();
+    let versions: Vec<i64> = touched.iter().map(|(_, state)| to_i64(state.version)).collect();
+    let starts: Vec<i64> = touched.iter().map(|(_, state)| to_i64(state.log_start)).collect();
     tx.execute(
-        "INSERT INTO sync_mutations (client, mutation_id, answer) VALUES ($1, $2, $3)",
-        &[&write.origin.client, &write.origin.mutation_id, &answer.to_json()],
+        "UPDATE sync_collections AS c SET version = u.version, log_start = u.log_start
+         FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS u(name, version, log_start) WHERE c.name = u.name",
+        &[&names, &versions, &starts],
     )
     .await
     .map_err(failed)?;
+    // Delivered to the other nodes only if this commits, and in commit order.
+    let payloads: Vec<String> =
+        names.iter().zip(&versions).map(|(name, version)| format!("{version} {name}")).collect();
+    tx.execute("SELECT pg_notify($1, p) FROM unnest($2::TEXT[]) AS p", &[&CHANNEL, &payloads]).await.map_err(failed)?;
     Ok(())
+}
+
+/// The rows a group writes, gathered for one statement per table.
+#[derive(Default)]
+struct Rows {
+    change_collections: Vec<String>,
+    change_versions: Vec<i64>,
+    change_ids: Vec<String>,
+    change_data: Vec<Option<String>>,
+    change_clients: Vec<Option<String>>,
+    change_mutations: Vec<Option<String>>,
+    mutation_clients: Vec<String>,
+    mutation_ids: Vec<String>,
+    mutation_answers: Vec<String>,
+    changed_collections: std::collections::HashSet<String>,
+    entities: Vec<(String, String)>,
+}
+
+impl Rows {
+    fn change(&mut self, change: &Change) {
+        self.change_collections.push(change.collection.clone());
+        self.change_versions.push(to_i64(change.version));
+        self.change_ids.push(change.id.clone());
+        self.change_data.push(change.data.as_ref().map(Value::to_string));
+        self.change_clients.push(change.origin.as_ref().map(|o| o.client.clone()));
+        self.change_mutations.push(change.origin.as_ref().map(|o| o.mutation_id.clone()));
+        self.changed_collections.insert(change.collection.clone());
+        self.entities.push((change.collection.clone(), change.id.clone()));
+    }
+
+    fn mutation(&mut self, key: &(String, String), answer: String) {
+        self.mutation_clients.push(key.0.clone());
+        self.mutation_ids.push(key.1.clone());
+        self.mutation_answers.push(answer);
+    }
+
+    /// Writes the changes, the answers, and each changed entity once, as it is after the group.
+    async fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        currents: &HashMap<(String, String), Current>,
+    ) -> Result<(), StoreError> {
+        if !self.change_versions.is_empty() {
+            tx.execute(
+                "INSERT INTO sync_changes (collection, version, id, data, origin_client, origin_mutation)
+                 SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])",
+                &[
+                    &self.change_collections,
+                    &self.change_versions,
+                    &self.change_ids,
+                    &self.change_data,
+                    &self.change_clients,
+                    &self.change_mutations,
+                ],
+            )
+            .await
+            .map_err(failed)?;
+            self.entities.sort();
+            self.entities.dedup();
+            let (mut collections, mut ids, mut data, mut versions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for key in &self.entities {
+                let Some(current) = currents.get(key) else { continue };
+                collections.push(key.0.as_str());
+                ids.push(key.1.as_str());
+                data.push((!current.deleted).then(|| current.data.to_string()));
+                versions.push(to_i64(current.version));
+            }
+            tx.execute(
+                "INSERT INTO sync_entities (collection, id, data, version)
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                 ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, version = excluded.version",
+                &[&collections, &ids, &data, &versions],
+            )
+            .await
+            .map_err(failed)?;
+        }
+        if !self.mutation_ids.is_empty() {
+            tx.execute(
+                "INSERT INTO sync_mutations (client, mutation_id, answer)
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[])",
+                &[&self.mutation_clients, &self.mutation_ids, &self.mutation_answers],
+            )
+            .await
+            .map_err(failed)?;
+        }
+        Ok(())
+    }
 }
 
 /// Listens for other nodes' commits; after a lost connection, asks the hub to check every
