@@ -137,12 +137,44 @@ struct SyncEndpoint {
     prefix: String,
 }
 
+/// Most writes of one connection waiting for their answers at once.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// A mutation's answer to come.
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = ServerMessage> + Send>>;
+
+/// Work for a connection's answer task: wait for one answer and send it.
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// What one connection is, from its upgrade on.
 struct Connection {
     user: Option<String>,
     collection: Option<String>,
     raw_id: Option<String>,
     state: Mutex<ConnectionState>,
+    /// Answers go out from here, in the order the mutations came.
+    answers: mpsc::UnboundedSender<Job>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Connection {
+    fn new(user: Option<String>, collection: Option<String>, raw_id: Option<String>) -> Self {
+        let (answers, mut jobs) = mpsc::unbounded_channel::<Job>();
+        // Ends when the connection (its sender) is gone and the queued answers are sent.
+        tokio::spawn(async move {
+            while let Some(job) = jobs.recv().await {
+                job.await;
+            }
+        });
+        Self {
+            user,
+            collection,
+            raw_id,
+            state: Mutex::default(),
+            answers,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -294,19 +326,22 @@ impl SyncEndpoint {
         }
     }
 
-    /// Applies one mutation and answers it.
-    async fn mutate(&self, connection: &Connection, request: MutateRequest) -> ServerMessage {
+    /// Queues one mutation (checked here, applied in the store in the order queued) and returns
+    /// its answer to come.
+    fn mutate(&self, connection: &Connection, request: MutateRequest) -> Answer {
         let MutateRequest { mutation_id, id, operation, base_version } = request;
         let (client, collection) = {
             let state = lock(&connection.state);
             (state.client.clone(), state.subscribed.as_ref().map(|(c, _)| c.clone()))
         };
-        let reject = |reason: String, retryable: bool| ServerMessage::Reject {
+        let refuse = |reason: String, retryable: bool| ServerMessage::Reject {
             mutation_id: mutation_id.clone(),
             reason,
             retryable,
             current: None,
         };
+        let reject =
+            |reason: String, retryable: bool| -> Answer { Box::pin(std::future::ready(refuse(reason, retryable))) };
         let (Some(client), Some(collection)) = (client, collection) else {
             // Retryable: a client's queued writes may reach a new connection before its sub.
             return reject("send sub before writing: it names the client and the collection".into(), true);
@@ -351,10 +386,34 @@ impl SyncEndpoint {
             origin: Origin { client, mutation_id: mutation_id.clone() },
             decide,
         };
-        match self.hub.inner.store.write(write).await {
-            Ok(WriteOutcome::Applied { answer, .. }) | Ok(WriteOutcome::Answered(answer)) => answer,
-            Err(failure) => reject(failure.to_string(), true),
-        }
+        let written = self.hub.inner.store.write(write);
+        Box::pin(async move {
+            match written.await {
+                Ok(WriteOutcome::Applied { answer, .. }) | Ok(WriteOutcome::Answered(answer)) => answer,
+                // The store failed (the database is unreachable): the client keeps it and retries.
+                Err(failure) => {
+                    ServerMessage::Reject { mutation_id, reason: failure.to_string(), retryable: true, current: None }
+                }
+            }
+        })
+    }
+
+    /// Queues a mutation and hands its answer to `then` in the connection's answer task, in the
+    /// order the mutations came, so the next message is read while the store works. At most
+    /// `MAX_IN_FLIGHT` writes per connection wait for answers; past that, reading waits.
+    async fn mutate_in_order(
+        &self,
+        connection: &Connection,
+        request: MutateRequest,
+        then: impl FnOnce(ServerMessage) + Send + 'static,
+    ) {
+        let Ok(permit) = connection.in_flight.clone().acquire_owned().await else { return };
+        let answer = self.mutate(connection, request);
+        let job: Job = Box::pin(async move {
+            then(answer.await);
+            drop(permit);
+        });
+        let _ = connection.answers.send(job);
     }
 
     async fn on_v1_message(&self, peer: &Peer, connection: &Connection, message: &Message) -> crate::HookResult {
@@ -378,13 +437,13 @@ impl SyncEndpoint {
             }
             ClientMessage::Mutate { mutation_id, id, data, base_version } => {
                 let request = MutateRequest { mutation_id, id, operation: Operation::Put(data), base_version };
-                let answer = self.mutate(connection, request).await;
-                let _ = peer.send(text(answer.to_json()));
+                let peer = peer.clone();
+                self.mutate_in_order(connection, request, move |answer| drop(peer.send(text(answer.to_json())))).await;
             }
             ClientMessage::Delete { mutation_id, id, base_version } => {
                 let request = MutateRequest { mutation_id, id, operation: Operation::Delete, base_version };
-                let answer = self.mutate(connection, request).await;
-                let _ = peer.send(text(answer.to_json()));
+                let peer = peer.clone();
+                self.mutate_in_order(connection, request, move |answer| drop(peer.send(text(answer.to_json())))).await;
             }
         }
         Ok(())
@@ -415,7 +474,9 @@ impl SyncEndpoint {
             operation: Operation::Put(value.clone()),
             base_version: None,
         };
-        match self.mutate(connection, request).await {
+        let peer = peer.clone();
+        let id = id.to_owned();
+        self.mutate_in_order(connection, request, move |answer| match answer {
             // What was stored differs from what was sent (a server hook rewrote it): the client's
             // store takes the server's value. Its own value as sent is not echoed.
             ServerMessage::Ack { data, .. } if data != value => {
@@ -429,7 +490,8 @@ impl SyncEndpoint {
                 }
             }
             _ => {}
-        }
+        })
+        .await;
         Ok(())
     }
 }
@@ -480,7 +542,7 @@ impl Hooks for SyncEndpoint {
                 ))
             }
         };
-        let connection = Connection { user, collection, raw_id, state: Mutex::default() };
+        let connection = Connection::new(user, collection, raw_id);
         let accept = Accept::new().context(ConnectionRef(Arc::new(connection)));
         Ok(if v1 { accept.protocol(SUBPROTOCOL) } else { accept })
     }

@@ -141,10 +141,11 @@ impl PostgresStore {
 }
 
 impl EntityStore for PostgresStore {
-    fn write(&self, write: Write) -> StoreFuture<'_, Result<WriteOutcome, StoreError>> {
+    fn write(&self, write: Write) -> StoreFuture<'static, Result<WriteOutcome, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.writes.send((write, tx)).map_err(|_| failed("the writer stopped"));
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.writes.send((write, tx)).map_err(|_| failed("the writer stopped"))?;
+            queued?;
             rx.await.map_err(|_| failed("the writer stopped"))?
         })
     }

@@ -109,10 +109,11 @@ fn stopped() -> StoreError {
 }
 
 impl EntityStore for SqliteStore {
-    fn write(&self, write: Write) -> StoreFuture<'_, Result<WriteOutcome, StoreError>> {
+    fn write(&self, write: Write) -> StoreFuture<'static, Result<WriteOutcome, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.writes.send((write, tx)).map_err(|_| stopped());
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.writes.send((write, tx)).map_err(|_| stopped())?;
+            queued?;
             rx.await.map_err(|_| stopped())?
         })
     }

@@ -151,7 +151,9 @@ pub enum Committed {
 pub trait EntityStore: Send + Sync + 'static {
     /// Applies a write exactly once: the mutation's answer is recorded with its effect in one
     /// transaction, and a write whose `(client, mutation_id)` was seen gets the recorded answer.
-    fn write(&self, write: Write) -> StoreFuture<'_, Result<WriteOutcome, StoreError>>;
+    /// The write is queued when this is called, not when the future is first polled: writes are
+    /// applied in the order of the calls, so a connection may have many in flight and keep its order.
+    fn write(&self, write: Write) -> StoreFuture<'static, Result<WriteOutcome, StoreError>>;
 
     /// The live entities of a collection (or of one entity) and the version they are at.
     fn snapshot<'a>(
