@@ -180,3 +180,50 @@ async fn a_hundred_edits_made_offline_are_acked_in_order_when_the_server_is_back
     assert_eq!(reader.current().len(), 100);
     assert_eq!(reader.current(), store.current());
 }
+
+#[tokio::test]
+async fn a_client_further_behind_than_the_log_refetches_on_its_own() {
+    let file = database("refetch");
+    let open = |file: &std::path::Path| SqliteStore::open_with_log_limit(file, 4).expect("open");
+    let server = Switchboard::new()
+        .sync("/sync", SyncHub::new(open(&file)).collection("people", Collection::new()))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = server.local_addr();
+    let socket = websocket(&format!("ws://{addr}/sync/people"))
+        .expect("url")
+        .reconnect(ReconnectPolicy::default().backoff(Duration::from_millis(20), Duration::from_millis(200)));
+    let store: Store<Vec<Person>> = Store::new(Vec::new());
+    let sync = store.sync_list_with(&socket, &people());
+    within("synced", sync.synced()).await;
+    store.update(|list| list.push(Person { name: "first".into(), age: 1, _id: "000".into() }));
+    assert_eq!(within("synced", sync.synced()).await, Some(1));
+    server.shutdown().await;
+
+    // While the client is away, 20 changes are made: far more than the log of 4 keeps.
+    let direct = open(&file);
+    for n in 1..=20u32 {
+        let write = switchboard::sync::Write {
+            collection: "people".into(),
+            id: format!("{n:03}"),
+            operation: Operation::Put(
+                serde_json::to_value(Person { name: format!("p{n}"), age: n, _id: format!("{n:03}") }).expect("json"),
+            ),
+            base_version: None,
+            origin: switchboard::sync::Origin { client: "elsewhere".into(), mutation_id: format!("m{n}") },
+            decide: Arc::new(|_, _| Decision::Accept),
+        };
+        direct.write(write).await.expect("write");
+    }
+    drop(direct);
+    let _server = Switchboard::new()
+        .sync("/sync", SyncHub::new(open(&file)).collection("people", Collection::new()))
+        .bind(addr)
+        .await
+        .expect("bind again");
+    // It resumes with since=1, is told to refetch, takes a snapshot, and is current again.
+    until("the snapshot after the refetch", || store.current().len() == 21).await;
+    assert_eq!(within("synced", sync.synced()).await, Some(21));
+    assert_eq!(store.current()[20], Person { name: "p20".into(), age: 20, _id: "020".into() });
+}

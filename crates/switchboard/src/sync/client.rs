@@ -41,6 +41,9 @@ pub enum SyncStatus {
 /// The running sync of one store. Dropping it does not stop the sync; [`SyncHandle::stop`] does.
 pub struct SyncHandle {
     status: watch::Receiver<SyncStatus>,
+    /// How many of the store's local changes the sync has taken in, and how many there are.
+    taken: watch::Receiver<u64>,
+    local: watch::Receiver<u64>,
     pending: watch::Receiver<Vec<PendingMutation>>,
     rejections: broadcast::Sender<Rejection>,
     errors: broadcast::Sender<String>,
@@ -59,17 +62,24 @@ impl SyncHandle {
         WatchStream::new(self.status.clone())
     }
 
-    /// Waits until the sync is `Synced` (everything local acknowledged, the server's state in the
-    /// store) and returns its version, or `None` if it stopped first.
+    /// Waits until the sync is `Synced` with every local change made before the call taken in and
+    /// acknowledged (and the server's state in the store), and returns its version, or `None` if it
+    /// stopped first.
     pub async fn synced(&self) -> Option<u64> {
+        let target = *self.local.borrow();
         let mut status = self.status.clone();
+        let mut taken = self.taken.clone();
         loop {
+            let caught_up = *taken.borrow_and_update() >= target;
             match &*status.borrow_and_update() {
-                SyncStatus::Synced { version } => return Some(*version),
+                SyncStatus::Synced { version } if caught_up => return Some(*version),
                 SyncStatus::Stopped => return None,
                 _ => {}
             }
-            status.changed().await.ok()?;
+            tokio::select! {
+                changed = status.changed() => changed.ok()?,
+                changed = taken.changed() => changed.ok()?,
+            }
         }
     }
 
@@ -204,7 +214,8 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
         let (rejections, _) = broadcast::channel(64);
         let (errors, _) = broadcast::channel(64);
         let (stop, stop_rx) = watch::channel(false);
-        let (value, _) = self.snapshot();
+        let (value, count) = self.snapshot();
+        let (taken_tx, taken) = watch::channel(count);
         let collection = collection_of(&socket);
         let client = uuid::Uuid::new_v4().to_string();
         let replica = match shape.single() {
@@ -220,10 +231,12 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
             pending: pending_tx,
             rejections: rejections.clone(),
             errors: errors.clone(),
+            taken: taken_tx,
             ever_open: false,
         };
         tokio::spawn(driver.run(stop_rx));
-        SyncHandle { status, pending, rejections, errors, stop, session }
+        let local = self.local_changes();
+        SyncHandle { status, taken, local, pending, rejections, errors, stop, session }
     }
 }
 
@@ -249,6 +262,7 @@ struct Driver<T, S> {
     pending: watch::Sender<Vec<PendingMutation>>,
     rejections: broadcast::Sender<Rejection>,
     errors: broadcast::Sender<String>,
+    taken: watch::Sender<u64>,
     ever_open: bool,
 }
 
@@ -275,6 +289,9 @@ impl<T: Clone + Send + Sync + 'static, S: SyncShape<T>> Driver<T, S> {
                     let (value, count) = self.store.snapshot();
                     seen = count;
                     self.local_edit(&value).await;
+                    // The status shows the new pending mutations before `synced()` sees them taken.
+                    self.publish();
+                    self.taken.send_replace(count);
                 }
                 () = async { if let Some(sleep) = retry.as_mut() { sleep.await } }, if retry.is_some() => {
                     retry = None;
@@ -355,6 +372,8 @@ impl<T: Clone + Send + Sync + 'static, S: SyncShape<T>> Driver<T, S> {
             *seen = count;
             local.borrow_and_update();
             self.local_edit(&value).await;
+            self.publish();
+            self.taken.send_replace(count);
         }
     }
 
