@@ -72,26 +72,29 @@ impl PgCluster {
         self.run("pg_ctl", &["-D", path(&data), "-o", &options, "-l", path(&log), "-w", "-t", "30", "start"]);
     }
 
-    /// Runs one of PostgreSQL's programs, as `postgres` when we are root; panics with its output
-    /// when it fails.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// One of PostgreSQL's programs, run as `postgres` when we are root.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(&program);
             command
         } else {
             Command::new(&program)
-        };
-        let output = command
+        }
+    }
+
+    /// Runs one of PostgreSQL's programs; panics with its output when it fails.
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(&self.dir)
             .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
         assert!(
             output.status.success(),
-            "{} {args:?} failed:\n{}{}",
-            program.display(),
+            "{program} {args:?} failed:\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -122,15 +125,7 @@ fn path(path: &Path) -> &str {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        let program = self.bin.join("pg_ctl");
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&program);
-            command
-        } else {
-            Command::new(&program)
-        };
-        let _ = command.args(["-D", path(&data), "-m", "immediate", "stop"]).output();
+        let _ = self.command("pg_ctl").args(["-D", path(&data), "-m", "immediate", "stop"]).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
