@@ -329,7 +329,7 @@ impl SyncEndpoint {
     /// Queues one mutation (checked here, applied in the store in the order queued) and returns
     /// its answer to come.
     fn mutate(&self, connection: &Connection, request: MutateRequest) -> Answer {
-        let MutateRequest { mutation_id, id, operation, base_version } = request;
+        let MutateRequest { mutation_id, id, operation, base_version, message_len } = request;
         let (client, collection) = {
             let state = lock(&connection.state);
             (state.client.clone(), state.subscribed.as_ref().map(|(c, _)| c.clone()))
@@ -353,9 +353,12 @@ impl SyncEndpoint {
         if !rules.may_write(user.as_deref()) {
             return reject(format!("you may not write collection {collection:?}"), false);
         }
-        if let Operation::Put(value) = &operation {
+        let max = self.hub.inner.max_entity_bytes;
+        // The message holds the entity, so only a message over the limit needs its entity measured
+        // (the store serialises it once, to store it).
+        if let (Operation::Put(value), true) = (&operation, message_len > max) {
             let size = value.to_string().len();
-            if size > self.hub.inner.max_entity_bytes {
+            if size > max {
                 return reject(
                     format!("the entity is {size} bytes of JSON, at most {}", self.hub.inner.max_entity_bytes),
                     false,
@@ -417,6 +420,7 @@ impl SyncEndpoint {
     }
 
     async fn on_v1_message(&self, peer: &Peer, connection: &Connection, message: &Message) -> crate::HookResult {
+        let message_len = message.len();
         let parsed = match message.text() {
             Ok(text) => ClientMessage::parse(text),
             Err(_) => {
@@ -436,12 +440,14 @@ impl SyncEndpoint {
                     .await;
             }
             ClientMessage::Mutate { mutation_id, id, data, base_version } => {
-                let request = MutateRequest { mutation_id, id, operation: Operation::Put(data), base_version };
+                let request =
+                    MutateRequest { mutation_id, id, operation: Operation::Put(data), base_version, message_len };
                 let peer = peer.clone();
                 self.mutate_in_order(connection, request, move |answer| drop(peer.send(text(answer.to_json())))).await;
             }
             ClientMessage::Delete { mutation_id, id, base_version } => {
-                let request = MutateRequest { mutation_id, id, operation: Operation::Delete, base_version };
+                let request =
+                    MutateRequest { mutation_id, id, operation: Operation::Delete, base_version, message_len };
                 let peer = peer.clone();
                 self.mutate_in_order(connection, request, move |answer| drop(peer.send(text(answer.to_json())))).await;
             }
@@ -473,6 +479,7 @@ impl SyncEndpoint {
             id: id.to_owned(),
             operation: Operation::Put(value.clone()),
             base_version: None,
+            message_len: message.len(),
         };
         let peer = peer.clone();
         let id = id.to_owned();
@@ -509,6 +516,8 @@ struct MutateRequest {
     id: String,
     operation: Operation,
     base_version: Option<u64>,
+    /// The length of the message that carried it: a bound on the entity's JSON size.
+    message_len: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
