@@ -1,6 +1,7 @@
-//! Store sync against the real `switchboard serve` and its SQLite data folder: convergence,
-//! compare-and-set, exactly once across a killed server, resumption with `since`, refetch past the
-//! log, `ready` meaning live, fritz2's raw format beside v1 clients, and bad input.
+//! Store sync against the real `switchboard serve`, each scenario twice: on its SQLite data folder
+//! and on a private PostgreSQL cluster. Convergence, compare-and-set, exactly once across a killed
+//! server, resumption with `since`, refetch past the log, `ready` meaning live, fritz2's raw format
+//! beside v1 clients, and bad input.
 
 mod support;
 
@@ -8,26 +9,75 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use support::postgres::PgCluster;
 use support::sync::SyncClient;
 use support::ServeProcess;
 use switchboard::websocket;
 
-fn data_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchboard-sync-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// Where a scenario's server keeps the collections; it outlives the servers a scenario restarts.
+enum Backend {
+    Sqlite(std::path::PathBuf),
+    Postgres { url: String, _cluster: PgCluster },
 }
 
-fn serve(dir: &std::path::Path, extra: &[&str]) -> ServeProcess {
-    let mut args = vec!["--data", dir.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    ServeProcess::start(&args)
+impl Backend {
+    fn sqlite(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("switchboard-sync-{name}-{}", std::process::id()));
+        Self::Sqlite(dir)
+    }
+
+    fn postgres() -> Self {
+        let cluster = PgCluster::start();
+        Self::Postgres { url: cluster.database("sync"), _cluster: cluster }
+    }
+
+    fn serve(&self, extra: &[&str]) -> ServeProcess {
+        let mut args = match self {
+            Self::Sqlite(dir) => vec!["--data", dir.to_str().expect("utf-8 path")],
+            Self::Postgres { url, .. } => vec!["--database", url.as_str()],
+        };
+        args.extend_from_slice(extra);
+        ServeProcess::start(&args)
+    }
 }
 
-#[tokio::test]
-async fn two_clients_writing_one_entity_converge_and_base_version_lets_exactly_one_win() {
-    let dir = data_dir("converge");
-    let server = serve(&dir, &[]);
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Self::Sqlite(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Runs each scenario as a test on SQLite and as a test on PostgreSQL.
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Backend::sqlite(stringify!($scenario))).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Backend::postgres()).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    two_clients_writing_one_entity_converge_and_base_version_lets_exactly_one_win,
+    a_mutation_replayed_after_the_server_was_killed_gets_its_first_ack_and_applies_once,
+    a_client_resuming_with_since_gets_every_later_change_once_and_a_truncated_log_gives_refetch,
+    a_write_right_after_ready_reaches_every_subscriber,
+    fritz2_raw_clients_and_v1_clients_see_each_others_changes,
+    bad_sync_input_is_named_and_harms_no_one_else,
+);
+
+async fn two_clients_writing_one_entity_converge_and_base_version_lets_exactly_one_win(backend: Backend) {
+    let server = backend.serve(&[]);
     let (mut a, got) = SyncClient::subscribe(server.addr, "people", "client-a", None).await;
     assert_eq!(got, vec![json!({"type":"snapshot","entities":[],"version":0}), json!({"type":"ready","version":0})]);
     let (mut b, _) = SyncClient::subscribe(server.addr, "people", "client-b", None).await;
@@ -63,13 +113,10 @@ async fn two_clients_writing_one_entity_converge_and_base_version_lets_exactly_o
     assert_eq!(loser["current"]["data"], winner["data"]);
     assert!(loser["reason"].as_str().unwrap_or("").contains("version conflict"), "{loser}");
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn a_mutation_replayed_after_the_server_was_killed_gets_its_first_ack_and_applies_once() {
-    let dir = data_dir("crash");
-    let server = serve(&dir, &[]);
+async fn a_mutation_replayed_after_the_server_was_killed_gets_its_first_ack_and_applies_once(backend: Backend) {
+    let server = backend.serve(&[]);
     let (writer, _) = SyncClient::subscribe(server.addr, "counters", "writer", None).await;
     let (mut observer, _) = SyncClient::subscribe(server.addr, "counters", "observer", None).await;
     writer.mutate("m1", "c", json!({"count": 1}), Some(0)).await;
@@ -79,7 +126,7 @@ async fn a_mutation_replayed_after_the_server_was_killed_gets_its_first_ack_and_
     drop(writer);
     drop(server); // SIGKILL
 
-    let server = serve(&dir, &[]);
+    let server = backend.serve(&[]);
     let (mut writer, got) = SyncClient::subscribe(server.addr, "counters", "writer", None).await;
     assert_eq!(got[0]["entities"], json!([{"id": "c", "data": {"count": 1}, "version": 1}]), "the commit survived");
     // The client sends its unanswered mutation again: same id, same base.
@@ -92,13 +139,10 @@ async fn a_mutation_replayed_after_the_server_was_killed_gets_its_first_ack_and_
     let (_, got) = SyncClient::subscribe(server.addr, "counters", "reader", None).await;
     assert_eq!(got[0]["version"], 1, "applied once: {got:?}");
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn a_client_resuming_with_since_gets_every_later_change_once_and_a_truncated_log_gives_refetch() {
-    let dir = data_dir("since");
-    let server = serve(&dir, &["--sync-log", "8"]);
+async fn a_client_resuming_with_since_gets_every_later_change_once_and_a_truncated_log_gives_refetch(backend: Backend) {
+    let server = backend.serve(&["--sync-log", "8"]);
     let (mut writer, _) = SyncClient::subscribe(server.addr, "notes", "writer", None).await;
     for n in 1..=5u64 {
         writer.mutate(&format!("m{n}"), &format!("n{}", n % 2), json!({"n": n}), None).await;
@@ -137,13 +181,10 @@ async fn a_client_resuming_with_since_gets_every_later_change_once_and_a_truncat
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0]["version"], 25);
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn a_write_right_after_ready_reaches_every_subscriber() {
-    let dir = data_dir("ready");
-    let server = serve(&dir, &[]);
+async fn a_write_right_after_ready_reaches_every_subscriber(backend: Backend) {
+    let server = backend.serve(&[]);
     let (writer, _) = SyncClient::subscribe(server.addr, "live", "writer", None).await;
     // Subscribers join while writes flow; each sees a contiguous run of versions after its ready.
     let writes = tokio::spawn(async move {
@@ -178,13 +219,10 @@ async fn a_write_right_after_ready_reaches_every_subscriber() {
         }
     }
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn fritz2_raw_clients_and_v1_clients_see_each_others_changes() {
-    let dir = data_dir("raw");
-    let server = serve(&dir, &[]);
+async fn fritz2_raw_clients_and_v1_clients_see_each_others_changes(backend: Backend) {
+    let server = backend.serve(&[]);
     let (mut v1, _) = SyncClient::subscribe(server.addr, "people", "v1", None).await;
     v1.mutate("m1", "p7", json!({"_id": "p7", "name": "Ada", "age": 36}), None).await;
     assert_eq!(v1.recv_type("change").await["version"], 1);
@@ -214,13 +252,10 @@ async fn fritz2_raw_clients_and_v1_clients_see_each_others_changes() {
     let (_, status) = support::RawClient::handshake(server.addr, "/sync/people", &[]).await;
     assert_eq!(status, 400);
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn bad_sync_input_is_named_and_harms_no_one_else() {
-    let dir = data_dir("bad");
-    let server = serve(&dir, &[]);
+async fn bad_sync_input_is_named_and_harms_no_one_else(backend: Backend) {
+    let server = backend.serve(&[]);
     let (mut good, _) = SyncClient::subscribe(server.addr, "things", "good", None).await;
 
     // Broken JSON and unknown types are protocol violations: 1008 with the reason.
@@ -257,5 +292,4 @@ async fn bad_sync_input_is_named_and_harms_no_one_else() {
     assert_eq!(change["type"], "change");
     assert_eq!(change["data"], json!({"ok": true}));
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

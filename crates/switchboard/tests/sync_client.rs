@@ -34,7 +34,11 @@ fn database(name: &str) -> std::path::PathBuf {
 }
 
 async fn serve(file: &std::path::Path, addr: &str, people: Collection) -> Server {
-    let hub = SyncHub::new(SqliteStore::open(file).expect("open the database")).collection("people", people);
+    serve_store(SqliteStore::open(file).expect("open the database"), addr, people).await
+}
+
+async fn serve_store(store: SqliteStore, addr: impl tokio::net::ToSocketAddrs, people: Collection) -> Server {
+    let hub = SyncHub::new(store).collection("people", people);
     Switchboard::new().sync("/sync", hub).bind(addr).await.expect("bind")
 }
 
@@ -185,11 +189,7 @@ async fn a_hundred_edits_made_offline_are_acked_in_order_when_the_server_is_back
 async fn a_client_further_behind_than_the_log_refetches_on_its_own() {
     let file = database("refetch");
     let open = |file: &std::path::Path| SqliteStore::open_with_log_limit(file, 4).expect("open");
-    let server = Switchboard::new()
-        .sync("/sync", SyncHub::new(open(&file)).collection("people", Collection::new()))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let server = serve_store(open(&file), "127.0.0.1:0", Collection::new()).await;
     let addr = server.local_addr();
     let socket = websocket(&format!("ws://{addr}/sync/people"))
         .expect("url")
@@ -217,11 +217,7 @@ async fn a_client_further_behind_than_the_log_refetches_on_its_own() {
         direct.write(write).await.expect("write");
     }
     drop(direct);
-    let _server = Switchboard::new()
-        .sync("/sync", SyncHub::new(open(&file)).collection("people", Collection::new()))
-        .bind(addr)
-        .await
-        .expect("bind again");
+    let _server = serve_store(open(&file), addr, Collection::new()).await;
     // It resumes with since=1, is told to refetch, takes a snapshot, and is current again.
     until("the snapshot after the refetch", || store.current().len() == 21).await;
     assert_eq!(within("synced", sync.synced()).await, Some(21));
