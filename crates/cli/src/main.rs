@@ -6,6 +6,7 @@ mod connect;
 mod new;
 mod run;
 mod serve;
+mod web;
 
 /// Switchboard: a WebSocket toolkit and server.
 #[derive(Parser)]
@@ -37,7 +38,12 @@ async fn main() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // Colours only for a terminal: a log piped to a file or another program stays plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let printed = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter);
+    // The dashboard keeps the last warnings and errors, whatever RUST_LOG prints.
+    tracing_subscriber::registry().with(printed).with(web::errors::ErrorLayer).init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await.map(|()| 0),
         Command::Connect(args) => connect::run(args).await,

@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::routing::get;
 use switchboard::pubsub::{HistoryConfig, PubSubConfig};
 use switchboard::sync::{Collection, EntityStore, PostgresStore, SqliteStore, SyncHub};
 use switchboard::wire::deflate::DeflateConfig;
@@ -76,6 +75,11 @@ pub struct ServeArgs {
     /// are pruned; a client further behind refetches).
     #[arg(long, value_name = "N", default_value_t = switchboard::sync::DEFAULT_LOG_LIMIT, env = "SWITCHBOARD_SYNC_LOG")]
     sync_log: u64,
+    /// The token that opens the dashboard (/), /api and /metrics: as `Authorization: Bearer TOKEN` or
+    /// through the login form's cookie. Required when listening beyond loopback (without it they are
+    /// refused with 401); on loopback without one they are open.
+    #[arg(long, value_name = "TOKEN", env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 /// The demo project served when no DIR is given.
@@ -99,8 +103,6 @@ fn project_files(dir: Option<&std::path::Path>) -> Result<ProjectFiles, String> 
         }
     }
 }
-
-const INDEX: &str = "Switchboard is running.\n\nWebSocket endpoints:\n  /echo  every message comes back to its sender\n  /chat  every message goes to everyone else in the room (/chat?room=NAME, default lobby;\n         &since=EPOCH:OFFSET from a welcome replays what was missed)\n  /websockets/v4/service/<endpoint>  the project's script endpoints (*.websocket descriptors)\n  /sync/<collection>  store sync (subprotocol switchboard.sync.v1; /sync/<collection>/<id> speaks fritz2's raw format)\n\nOperations view of the script endpoints: /services/v4/ops/websockets\n";
 
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Browsers always offer permessage-deflate; the demo endpoints accept it (the library default is off).
@@ -146,13 +148,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     // Any collection name, schemaless JSON entities.
     let sync = SyncHub::with_store(store).any_collection(Collection::new());
-    let app = app
-        .config(config)
-        .sync("/sync", sync)
-        .ws("/echo", echo::hooks())
-        .ws("/chat", chat::hooks())
-        .merge(axum::Router::new().route("/", get(|| async { INDEX })));
-    let app = switchboard_script::mount(app, project);
+    let app = app.config(config).sync("/sync", sync.clone()).ws("/echo", echo::hooks()).ws("/chat", chat::hooks());
+    let app = switchboard_script::mount(app, project.clone());
+    let admin = crate::web::Admin::new(args.admin_token.clone(), args.host.is_loopback());
+    let app = crate::web::mount(app, project, sync, admin);
     let addr = std::net::SocketAddr::from((args.host, args.port));
     let cannot_listen = |error: std::io::Error| format!("cannot listen on {addr}: {error}");
     let (server, scheme) = match (&args.tls_cert, &args.tls_key) {
@@ -166,7 +165,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let http = if scheme == "wss" { "https" } else { "http" };
     // Signal handlers first: whoever reads the line below may send SIGTERM at once.
     let running = server.run_until_signal();
-    println!("Switchboard listening on {http}://{local}  ({scheme}://{local}/echo, {scheme}://{local}/chat)");
+    println!(
+        "Switchboard listening on {http}://{local}  (dashboard {http}://{local}/, demos {http}://{local}/demo/chat and /demo/store; {scheme}://{local}/echo, {scheme}://{local}/chat)"
+    );
     running.await;
     Ok(())
 }

@@ -38,8 +38,9 @@ pub fn ws(hooks: impl Hooks) -> MethodRouter {
 
 /// An axum route handler that serves `hooks` with the given limits.
 pub fn ws_with_config(hooks: impl Hooks, config: WsConfig) -> MethodRouter {
-    Endpoint { hooks: erase(hooks), config: Arc::new(config), peers: Arc::default(), app: group(), fallback: None }
-        .into_method_router()
+    let app = group();
+    let route = app.add_route("");
+    Endpoint { hooks: erase(hooks), config: Arc::new(config), route, app, fallback: None }.into_method_router()
 }
 
 /// The hub of the routes made with [`ws`]: publish to their topics, list their peers, shut them down.

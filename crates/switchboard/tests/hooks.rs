@@ -380,3 +380,37 @@ async fn a_dropped_server_keeps_serving() {
     client.send_text("still here").await;
     assert_eq!(client.recv_text().await, "still here");
 }
+
+#[tokio::test]
+async fn routes_and_peers_count_their_messages_bytes_and_close_codes() {
+    let app = Switchboard::new().ws("/echo", echo()).ws("/quiet", define_hooks());
+    let hub = app.hub();
+    let server = serve(app).await;
+    let mut client = TestClient::connect(server.local_addr(), "/echo").await;
+    client.send_text("hello").await;
+    assert_eq!(client.recv_text().await, "hello");
+    client.send_binary(&[1, 2, 3]).await;
+    assert!(matches!(client.next_event().await, Some(Event::Message(_, data)) if data.len() == 3));
+    let peer = server.peers().into_iter().next().expect("the peer");
+    assert_eq!(peer.route(), "/echo");
+    let stats = peer.stats();
+    assert_eq!((stats.traffic.messages_in, stats.traffic.bytes_in), (2, 8));
+    assert_eq!((stats.traffic.messages_out, stats.traffic.bytes_out), (2, 8));
+    assert!(stats.connected_at <= std::time::SystemTime::now());
+    let open = hub.endpoints();
+    assert_eq!(open.iter().map(|e| (e.path.as_str(), e.open)).collect::<Vec<_>>(), [("/echo", 1), ("/quiet", 0)]);
+    client.close(4005, "done").await;
+    let _ = client.recv_close().await;
+    // The close hook runs before the peer leaves its route: wait for the totals to move.
+    for _ in 0..100 {
+        if hub.endpoints()[0].open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let echo = &hub.endpoints()[0];
+    assert_eq!((echo.open, echo.connections), (0, 1));
+    assert_eq!(echo.traffic.messages_in, 2, "the totals keep what the peers that left did");
+    assert_eq!(echo.traffic.bytes_out, 8);
+    assert_eq!(echo.close_codes.get(&4005), Some(&1));
+}

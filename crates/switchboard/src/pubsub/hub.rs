@@ -78,6 +78,12 @@ impl Hub {
         self.app.shutdown(grace).await;
     }
 
+    /// Every route's open peers and traffic (connections, messages and bytes each way, close codes),
+    /// in the order the routes were added. Routes made with `switchboard::axum::ws` have an empty path.
+    pub fn endpoints(&self) -> Vec<crate::server::EndpointStats> {
+        self.app.endpoints()
+    }
+
     /// Counters.
     pub fn stats(&self) -> PubSubStats {
         self.app.topics.stats()

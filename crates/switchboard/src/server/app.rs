@@ -22,6 +22,7 @@ use super::config::WsConfig;
 use super::endpoint::Endpoint;
 use super::hooks::{erase, Hooks};
 use super::peer::{Peer, PeerSet};
+use super::stats::{EndpointStats, Route};
 use super::tls::TlsConfig;
 use crate::pubsub::{Broker, Hub, Inbox, PubSubConfig, Topics};
 
@@ -34,6 +35,7 @@ pub(crate) struct AppShared {
     pub(crate) topics: Topics,
     pub(crate) incomplete: IncompleteBudget,
     background_started: AtomicBool,
+    routes: std::sync::Mutex<Vec<Arc<Route>>>,
 }
 
 /// Default server-wide budget for bytes held in incomplete incoming messages.
@@ -87,6 +89,19 @@ impl IncompleteBudget {
 impl AppShared {
     pub(crate) fn peers(&self) -> Vec<Peer> {
         self.peers.list()
+    }
+
+    /// A new route at `path` (empty when not known: an axum route).
+    pub(crate) fn add_route(&self, path: &str) -> Arc<Route> {
+        let route = Arc::new(Route::new(path));
+        self.routes.lock().unwrap_or_else(|p| p.into_inner()).push(route.clone());
+        route
+    }
+
+    /// Every route's peers and traffic, in the order they were added.
+    pub(crate) fn endpoints(&self) -> Vec<EndpointStats> {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        routes.iter().map(|route| route.stats()).collect()
     }
 
     pub(crate) fn register(&self, peer: &Peer) {
@@ -226,7 +241,7 @@ impl Switchboard {
         let endpoint = Endpoint {
             hooks: erase(hooks),
             config: Arc::new(config),
-            peers: Arc::default(),
+            route: self.shared.add_route(path),
             app: self.shared.clone(),
             fallback,
         };

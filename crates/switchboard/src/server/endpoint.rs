@@ -22,14 +22,15 @@ use uuid::Uuid;
 use super::app::AppShared;
 use super::config::WsConfig;
 use super::hooks::DynHooks;
-use super::peer::{Peer, PeerSet, PeerShared, ReadyState, RequestInfo, SharedCompression};
+use super::peer::{Peer, PeerShared, ReadyState, RequestInfo, SharedCompression};
+use super::stats::Route;
 use super::task::PeerTask;
 use super::upgrade::UpgradeRequest;
 
 pub(crate) struct Endpoint {
     pub(crate) hooks: Arc<dyn DynHooks>,
     pub(crate) config: Arc<WsConfig>,
-    pub(crate) peers: Arc<PeerSet>,
+    pub(crate) route: Arc<Route>,
     pub(crate) app: Arc<AppShared>,
     pub(crate) fallback: Option<MethodRouter>,
 }
@@ -131,7 +132,9 @@ impl Endpoint {
                 drained: Notify::new(),
                 drain_wanted: AtomicBool::new(false),
                 slow_consumer: Mutex::default(),
-                route_peers: self.peers.clone(),
+                route: self.route.clone(),
+                counters: Default::default(),
+                connected_at: std::time::SystemTime::now(),
                 app: self.app.clone(),
                 topics: Mutex::default(),
                 shared_compression,

@@ -7,6 +7,7 @@ mod endpoint;
 mod hooks;
 mod outbox;
 mod peer;
+mod stats;
 mod task;
 mod tls;
 mod upgrade;
@@ -15,8 +16,9 @@ mod write_queue;
 pub use app::{Server, Switchboard, DEFAULT_MAX_INCOMPLETE_BYTES};
 pub use config::WsConfig;
 pub use hooks::{define_hooks, HookResult, HookSet, Hooks, IntoHookResult};
+pub use peer::{percent_decode, Peer, ReadyState, RequestInfo, SlowConsumerPolicy, QUEUE_ENTRY_COST};
 pub(crate) use peer::{Outgoing, SharedCompression};
-pub use peer::{Peer, ReadyState, RequestInfo, SlowConsumerPolicy, QUEUE_ENTRY_COST};
+pub use stats::{EndpointStats, PeerStats, Traffic};
 pub use tls::{TlsConfig, TlsError};
 pub use upgrade::{reject, Accept, IntoUpgradeResult, UpgradeRequest};
 

@@ -82,7 +82,9 @@ impl RequestInfo {
     }
 }
 
-fn percent_decode(input: &str) -> String {
+/// Decodes a query-string or form value: `%XX` escapes and `+` for a space (invalid escapes stay as
+/// they are; invalid UTF-8 becomes U+FFFD).
+pub fn percent_decode(input: &str) -> String {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -195,7 +197,9 @@ pub(crate) struct PeerShared {
     pub(crate) drain_wanted: AtomicBool,
     /// What the queue held, and the limit that applied, when the peer was found to be a slow consumer.
     pub(crate) slow_consumer: Mutex<(usize, usize)>,
-    pub(crate) route_peers: Arc<PeerSet>,
+    pub(crate) route: Arc<super::stats::Route>,
+    pub(crate) counters: super::stats::PeerCounters,
+    pub(crate) connected_at: std::time::SystemTime,
     pub(crate) app: Arc<super::app::AppShared>,
     pub(crate) topics: Mutex<std::collections::HashSet<Arc<str>>>,
     /// Set when the peer negotiated permessage-deflate with `server_no_context_takeover`: it can then
@@ -470,7 +474,7 @@ impl Peer {
 
     /// The peers connected to the same route, this one included.
     pub fn peers(&self) -> Vec<Peer> {
-        self.shared.route_peers.list()
+        self.shared.route.peers.list()
     }
 }
 

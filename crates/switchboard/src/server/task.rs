@@ -86,7 +86,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     pub(crate) async fn run(mut self) {
         let peer = self.peer.clone();
         peer.set_ready_state(ReadyState::Open);
-        peer.shared.route_peers.insert(&peer);
+        peer.shared.route.peers.insert(&peer);
         self.app.register(&peer);
         if self.app.is_shutting_down() {
             let _ = peer.close(CloseCode::GOING_AWAY.0, "server shutting down");
@@ -101,11 +101,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
         peer.set_ready_state(ReadyState::Closed);
         peer.leave_topics();
         self.app.unregister(&peer);
+        let code = event.code;
         tracing::debug!(peer = %peer.id(), code = event.code, reason = %event.reason, clean = event.was_clean, "closed");
         if let Err(error) = call_hook("close", self.hooks.close(peer.clone(), event)).await {
             Box::pin(self.report(error)).await;
         }
-        peer.shared.route_peers.remove(&peer.id());
+        peer.shared.route.peer_left(&peer, code);
+        peer.shared.route.peers.remove(&peer.id());
     }
 
     async fn drive(&mut self, write_buf: &mut WriteQueue) -> CloseEvent {
@@ -277,6 +279,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 Ok(None) => break,
                 Ok(Some(Event::Message(kind, data))) => {
                     messages = true;
+                    self.peer.shared.counters.received(data.len());
                     let message = Message::from_wire(kind, data);
                     match self.hooks.message_now(&self.peer, message) {
                         Handled::Done(Ok(())) => {}
@@ -321,11 +324,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
             Outgoing::Message(message) => {
                 let len = message.len();
                 let kind = if message.is_text() { MessageKind::Text } else { MessageKind::Binary };
+                self.peer.shared.counters.sent(len);
                 self.conn.encode_message(kind, message.bytes(), write_buf.buf());
                 len + QUEUE_ENTRY_COST
             }
             Outgoing::Frame { frame, accounted } => {
                 if self.conn.can_send_data() {
+                    self.peer.shared.counters.sent(accounted.saturating_sub(QUEUE_ENTRY_COST));
                     write_buf.push_shared(frame);
                 }
                 accounted

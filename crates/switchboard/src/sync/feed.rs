@@ -69,6 +69,13 @@ impl Feed {
         self.lock().delivered
     }
 
+    /// How many subscribers speak `switchboard.sync.v1`, and how many fritz2's raw format.
+    pub(crate) fn subscriber_counts(&self) -> (usize, usize) {
+        let state = self.lock();
+        let raw = state.subscribers.iter().filter(|s| matches!(s.format, Format::Raw { .. })).count();
+        (state.subscribers.len() - raw, raw)
+    }
+
     /// Registers a subscriber that is about to read its snapshot; changes are held for it.
     pub(crate) fn add(&self, peer: Peer, id: Option<String>, format: Format) {
         self.lock().subscribers.push(Subscriber { peer, id, format, from: 0, held: Some(Vec::new()) });

@@ -27,6 +27,19 @@ use crate::{CloseEvent, Message, Peer, Switchboard};
 /// Largest entity accepted by default, as JSON text.
 pub const DEFAULT_MAX_ENTITY_BYTES: usize = 1 << 20;
 
+/// One synced collection as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CollectionStats {
+    /// The collection's name.
+    pub name: String,
+    /// The last version delivered to its subscribers here.
+    pub version: u64,
+    /// Connected `switchboard.sync.v1` subscriptions.
+    pub stores: usize,
+    /// Connected fritz2 raw-format clients.
+    pub raw_stores: usize,
+}
+
 type Authenticate = dyn Fn(&UpgradeRequest) -> Result<Option<String>, Response> + Send + Sync;
 
 /// Serves synced collections from one store. Cheap to clone.
@@ -101,6 +114,21 @@ impl SyncHub {
     /// The largest entity accepted, as JSON text (default 1 MiB). Larger ones are rejected.
     pub fn max_entity_bytes(self, bytes: usize) -> Self {
         self.configure(|inner| inner.max_entity_bytes = bytes)
+    }
+
+    /// The collections with subscribers on this node: the version delivered to them and how many
+    /// stores are connected, by name.
+    pub fn collections(&self) -> Vec<CollectionStats> {
+        let feeds: Vec<_> = lock(&self.inner.feeds).iter().map(|(name, feed)| (name.clone(), feed.clone())).collect();
+        let mut stats: Vec<_> = feeds
+            .into_iter()
+            .map(|(name, feed)| {
+                let (stores, raw_stores) = feed.subscriber_counts();
+                CollectionStats { name, version: feed.delivered(), stores, raw_stores }
+            })
+            .collect();
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
     }
 
     fn rules(&self, collection: &str) -> Option<&Collection> {

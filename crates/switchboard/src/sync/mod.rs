@@ -21,7 +21,7 @@ mod store;
 
 pub use client::{ListOf, SyncHandle, SyncShape, SyncStatus};
 pub use collection::{Collection, WriteContext};
-pub use hub::{SyncHub, DEFAULT_MAX_ENTITY_BYTES};
+pub use hub::{CollectionStats, SyncHub, DEFAULT_MAX_ENTITY_BYTES};
 pub use local::Store;
 pub use postgres::PostgresStore;
 pub use protocol::{ClientMessage, Current, Entity, Origin, ServerMessage, Violation, SUBPROTOCOL};

@@ -71,11 +71,13 @@ impl SqliteStore {
         let path = path.as_ref();
         let fail = |e: rusqlite::Error| StoreError(format!("{}: {e}", path.display()));
         let writer = Connection::open(path).map_err(fail)?;
+        // First: switching to WAL takes a lock too, and another process opening the same file at the
+        // same moment would make it fail at once instead of waiting.
+        writer.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
         writer.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
         // Durable against a crash of the process (what matters for acks); FULL would also survive
         // power loss at a much higher cost per commit.
         writer.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
-        writer.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
         writer.execute_batch(SCHEMA).map_err(fail)?;
         let reader = Connection::open(path).map_err(fail)?;
         reader.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
