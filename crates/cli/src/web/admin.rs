@@ -117,7 +117,7 @@ pub fn escape(text: &str) -> String {
 const LOGIN: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Switchboard: sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/assets/style.css"></head>
+<link rel="stylesheet" href="/assets/style.css"><link rel="icon" href="/favicon.svg" type="image/svg+xml"></head>
 <body class="login"><main><h1>Switchboard</h1><p>{why}</p>
 <form method="post" action="/login"><label>Admin token <input name="token" type="password" autofocus></label>
 <button type="submit">Sign in</button></form></main></body></html>

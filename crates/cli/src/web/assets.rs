@@ -29,6 +29,7 @@ pub const PUBLIC: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         body: include_str!("../../../../web/style.css"),
     },
+    Asset { path: "/favicon.svg", content_type: "image/svg+xml", body: include_str!("../../../../web/favicon.svg") },
     Asset { path: "/assets/dashboard.js", content_type: JS, body: include_str!("../../../../web/dashboard.js") },
     Asset { path: "/assets/chat.js", content_type: JS, body: include_str!("../../../../web/demo/chat.js") },
     Asset { path: "/assets/store.js", content_type: JS, body: include_str!("../../../../web/demo/store.js") },

@@ -46,6 +46,8 @@ pub fn mount(app: Switchboard, project: Arc<Project>, sync: SyncHub, admin: Admi
         .route("/", get(dashboard))
         .route("/login", get(login_form).post(login))
         .route("/metrics", get(prometheus))
+        // Browsers ask for it on any page they show (a JSON answer, say); the pages name /favicon.svg.
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .merge(api::routes());
     for asset in assets::PUBLIC {
         router = router.route(asset.path, get(move || std::future::ready(asset.response())));
