@@ -14,6 +14,13 @@ use tokio::net::TcpStream;
 pub mod postgres;
 pub mod sync;
 
+/// A fresh data folder for one test's `serve --data` (its SQLite), named after the test.
+pub fn data_dir(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("switchboard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.to_str().expect("a UTF-8 temporary path").to_owned()
+}
+
 /// A running `switchboard serve`, killed on drop.
 pub struct ServeProcess {
     child: Child,
@@ -169,6 +176,26 @@ impl RawClient {
         buf.advance(head_end);
         let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         (Self { stream, buf, response_head: head }, status)
+    }
+
+    /// Sends one plain HTTP request (`headers` as `Name: value`) and returns the status, the
+    /// response head and the body.
+    pub async fn http(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        let (mut client, status) = Self::raw_request(addr, request.as_bytes()).await;
+        let body = client.read_body().await;
+        (status, client.response_head, body)
     }
 
     /// Reads the body of a non-101 response with Content-Length.
