@@ -707,6 +707,9 @@ export class Replica {
     this.ready = false;
     /** @type {Map<string, any>} */
     this.confirmed = new Map();
+    /** The version of each entity's confirmed state (deleted ones too): an ack travels apart from
+     * the changes and may arrive after a newer change of the same entity; it must not undo it. */
+    this.versions = new Map();
     /** @type {{mutation_id: string, id: string, data?: any, deleted?: boolean, state: "queued" | "sent"}[]} */
     this.pending = [];
   }
@@ -731,6 +734,7 @@ export class Replica {
     this.deleted = false;
     this.version = null;
     this.confirmed.clear();
+    this.versions.clear();
     this.ready = false;
     return this.open ? [this.#sub()] : [];
   }
@@ -789,7 +793,10 @@ export class Replica {
     return this.resend();
   }
 
-  #setConfirmed(id, data) {
+  /** Takes `data` (undefined: deleted) as the entity's state at `version`, unless a newer one is known. */
+  #setConfirmed(id, data, version) {
+    if ((this.versions.get(id) ?? 0) > version) return;
+    this.versions.set(id, version);
     if (this.entity === id) this.deleted = data === undefined;
     if (data === undefined) this.confirmed.delete(id);
     else this.confirmed.set(id, data);
@@ -801,6 +808,7 @@ export class Replica {
     switch (message.type) {
       case "snapshot":
         this.confirmed = new Map(message.entities.map((e) => [e.id, e.data]));
+        this.versions = new Map(message.entities.map((e) => [e.id, e.version]));
         if (this.entity !== null) this.deleted = !this.confirmed.has(this.entity);
         this.version = message.version;
         effects.viewChanged = true;
@@ -817,7 +825,7 @@ export class Replica {
           effects.send.push(this.#sub());
           break;
         }
-        this.#setConfirmed(message.id, message.deleted ? undefined : message.data);
+        this.#setConfirmed(message.id, message.deleted ? undefined : message.data, message.version);
         this.version = message.version;
         effects.viewChanged = true;
         break;
@@ -826,7 +834,7 @@ export class Replica {
         const at = this.pending.findIndex((p) => p.mutation_id === message.mutation_id);
         if (at < 0) break;
         const [pending] = this.pending.splice(at, 1);
-        this.#setConfirmed(pending.id, message.data === null || message.data === undefined ? undefined : message.data);
+        this.#setConfirmed(pending.id, message.data === null || message.data === undefined ? undefined : message.data, message.version);
         effects.viewChanged = true;
         break;
       }
@@ -842,7 +850,7 @@ export class Replica {
         const current = message.current ?? null;
         if (current) {
           const live = current.version > 0 && !current.deleted;
-          this.#setConfirmed(pending.id, live ? current.data : undefined);
+          this.#setConfirmed(pending.id, live ? current.data : undefined, current.version);
         }
         effects.viewChanged = true;
         effects.rejection = { mutation_id: message.mutation_id, id: pending.id, reason: message.reason, current };
@@ -870,6 +878,7 @@ export class Replica {
       version: this.version,
       deleted: this.deleted,
       confirmed: [...this.confirmed],
+      versions: [...this.versions],
       pending: this.pending.map((p) => ({ ...p, state: "queued" })),
     };
   }
@@ -882,6 +891,7 @@ export class Replica {
     this.version = saved.version;
     this.deleted = saved.deleted;
     this.confirmed = new Map(saved.confirmed);
+    this.versions = new Map(saved.versions ?? []);
     this.pending = saved.pending;
   }
 }

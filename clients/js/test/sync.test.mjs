@@ -133,6 +133,19 @@ test("an edit made offline is replayed when the server comes back; pending mutat
   }
 });
 
+test("an ack that arrives after a newer change of the same entity does not undo it", () => {
+  const replica = new Replica("forms", null, "me", false);
+  replica.onOpen();
+  replica.onMessage({ type: "snapshot", entities: [], version: 0 });
+  replica.onMessage({ type: "ready", version: 0 });
+  const [mutate] = replica.localEdit(new Map([["form", { title: "mine" }]]));
+  replica.onMessage({ type: "change", id: "form", data: { title: "mine" }, version: 1 });
+  replica.onMessage({ type: "change", id: "form", data: { title: "mine", guests: 12 }, version: 2 });
+  replica.onMessage({ type: "ack", mutation_id: mutate.mutation_id, version: 1, data: { title: "mine" } });
+  assert.equal(replica.pending.length, 0);
+  assert.deepEqual(replica.view().get("form"), { title: "mine", guests: 12 });
+});
+
 test("the replica resubscribes on a gap, ignores repeats and keeps a retryable rejection", () => {
   const replica = new Replica("c", null, "me", false);
   assert.deepEqual(replica.onOpen(), [{ type: "sub", collection: "c", client: "me" }]);

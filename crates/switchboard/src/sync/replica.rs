@@ -76,6 +76,9 @@ pub(crate) struct Replica {
     open: bool,
     ready: bool,
     confirmed: Entities,
+    /// The version of each entity's confirmed state (deleted ones too). An ack travels apart from
+    /// the changes and may arrive after a newer change of the same entity: it must not undo it.
+    versions: BTreeMap<String, u64>,
     pending: VecDeque<PendingMutation>,
 }
 
@@ -92,6 +95,7 @@ impl Replica {
             open: false,
             ready: false,
             confirmed: Entities::new(),
+            versions: BTreeMap::new(),
             pending: VecDeque::new(),
         }
     }
@@ -111,6 +115,7 @@ impl Replica {
         self.deleted = false;
         self.version = None;
         self.confirmed.clear();
+        self.versions.clear();
         self.ready = false;
         if self.open {
             vec![self.sub()]
@@ -243,7 +248,12 @@ impl Replica {
         self.deleted
     }
 
-    fn set_confirmed(&mut self, id: &str, data: Option<Value>) {
+    /// Takes `data` as the entity's state at `version`, unless a newer state is known already.
+    fn set_confirmed(&mut self, id: &str, data: Option<Value>, version: u64) {
+        if self.versions.get(id).is_some_and(|known| *known > version) {
+            return;
+        }
+        self.versions.insert(id.to_owned(), version);
         if self.entity.as_deref() == Some(id) {
             self.deleted = data.is_none();
         }
@@ -258,6 +268,7 @@ impl Replica {
         let mut effects = Effects::default();
         match message {
             ServerMessage::Snapshot { entities, version } => {
+                self.versions = entities.iter().map(|e| (e.id.clone(), e.version)).collect();
                 self.confirmed = entities.into_iter().map(|e| (e.id, e.data)).collect();
                 self.version = Some(version);
                 effects.view_changed = true;
@@ -277,14 +288,14 @@ impl Replica {
                     effects.send.push(self.sub());
                     return effects;
                 }
-                self.set_confirmed(&id, if deleted { None } else { data });
+                self.set_confirmed(&id, if deleted { None } else { data }, version);
                 self.version = Some(version);
                 effects.view_changed = true;
             }
-            ServerMessage::Ack { mutation_id, data, .. } => {
+            ServerMessage::Ack { mutation_id, data, version } => {
                 if let Some(at) = self.pending.iter().position(|p| p.mutation_id == mutation_id) {
                     if let Some(pending) = self.pending.remove(at) {
-                        self.set_confirmed(&pending.id, (!data.is_null()).then_some(data));
+                        self.set_confirmed(&pending.id, (!data.is_null()).then_some(data), version);
                         effects.view_changed = true;
                     }
                 }
@@ -303,7 +314,7 @@ impl Replica {
                 if let Some(pending) = self.pending.remove(at) {
                     if let Some(current) = &current {
                         let live = current.version > 0 && !current.deleted;
-                        self.set_confirmed(&pending.id, live.then(|| current.data.clone()));
+                        self.set_confirmed(&pending.id, live.then(|| current.data.clone()), current.version);
                     }
                     effects.view_changed = true;
                     effects.rejection = Some(Rejection { mutation_id, id: pending.id, reason, current });
@@ -380,6 +391,23 @@ mod tests {
         assert_eq!(ids, ["e0", "e1", "e2"]);
         let effects = replica.on_message(change("x", json!(1), 5));
         assert!(matches!(&effects.send[..], [ClientMessage::Sub { since: Some(0), .. }]), "{effects:?}");
+    }
+
+    #[test]
+    fn an_ack_that_arrives_after_a_newer_change_does_not_undo_it() {
+        let mut replica = opened();
+        let sent = replica.local_edit(&Entities::from([("form".into(), json!({"title": "mine"}))]));
+        let ClientMessage::Mutate { mutation_id, .. } = &sent[0] else { panic!("{sent:?}") };
+        // Ours became version 1, someone else's edit version 2; the change of 2 overtook our ack.
+        replica.on_message(change("form", json!({"title": "mine"}), 1));
+        replica.on_message(change("form", json!({"title": "mine", "guests": 12}), 2));
+        replica.on_message(ServerMessage::Ack {
+            mutation_id: mutation_id.clone(),
+            version: 1,
+            data: json!({"title": "mine"}),
+        });
+        assert!(replica.pending().is_empty());
+        assert_eq!(replica.view()["form"], json!({"title": "mine", "guests": 12}));
     }
 
     #[test]
