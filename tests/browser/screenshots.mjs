@@ -32,7 +32,7 @@ try {
   await one.fill("#place", "The corner bistro");
   await two.fill("#guests", "12");
   await two.fill("#notes", "Bob books the table; Ada brings dessert.");
-  await one.waitForFunction(() => document.querySelector("#notes").value.includes("dessert"));
+  await one.waitForFunction(() => document.querySelector("#notes").value.includes("dessert") && document.querySelector("#guests").value === "12");
   await one.screenshot({ path: join(ROOT, "docs", "demo-store.png") });
 
   const echo = new WebSocket(`${server.ws}/echo`);
