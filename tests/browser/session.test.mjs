@@ -16,8 +16,28 @@ before(async () => {
 after(async () => {
   await chromium?.close();
   await server?.stop();
-  python?.stop();
+  await python?.stop();
 });
+
+/** The servers every session test runs against: where their echo is, and how to restart them. */
+const PEERS = {
+  "switchboard serve": {
+    echo: () => `${server.ws}/echo`,
+    async stop() {
+      const { port, data } = server;
+      await server.stop();
+      return async () => (server = await serve({ data, port }));
+    },
+  },
+  "Python websockets": {
+    echo: () => `${python.ws}/echo`,
+    async stop() {
+      const { port } = python;
+      await python.stop();
+      return async () => (python = await pythonServer(port));
+    },
+  },
+};
 
 /** In the page: echo a text, bytes, an ArrayBuffer and a Blob through `url`, and report what came back. */
 async function echo(page, url) {
@@ -44,10 +64,10 @@ async function echo(page, url) {
   }, url);
 }
 
-for (const [name, url] of [["switchboard serve", () => `${server.ws}/echo`], ["Python websockets", () => `${python.ws}/echo`]]) {
+for (const [name, peer] of Object.entries(PEERS)) {
   test(`text and binary echo in Chromium against ${name}`, async () => {
     const page = await open(chromium, server);
-    const result = await echo(page, url());
+    const result = await echo(page, peer.echo());
     // Every subscriber sees every message: the first one saw the blob's echo too.
     assert.deepEqual(result.received, ["text:héllo", "binary:1,2,255", "binary:7", "binary:98,108,111,98", "text:as a blob"]);
     assert.equal(result.text, "as a blob");
@@ -57,29 +77,31 @@ for (const [name, url] of [["switchboard serve", () => `${server.ws}/echo`], ["P
   });
 }
 
-test("after a close by the client, send rejects with SendError; close codes are validated as browsers do", async () => {
-  const page = await open(chromium, server);
-  const result = await page.evaluate(async (url) => {
-    const { websocket, SendError, CloseError } = await import("/switchboard.js");
-    const session = websocket(url).connect();
-    await new Promise((resolve) => session.isOpen.subscribe((open) => open && resolve()));
-    const invalid = [1005, 2999, 5000].map((code) => {
-      try {
-        session.close(code);
-        return "accepted";
-      } catch (error) {
-        return error instanceof CloseError ? "CloseError" : String(error);
-      }
-    });
-    const close = await session.close(4000, "bye now");
-    const error = await session.send("late").catch((e) => e);
-    return { invalid, close, isSendError: error instanceof SendError, code: error.code, reason: error.reason, closed: session.isClosed.value };
-  }, `${server.ws}/echo`);
-  assert.deepEqual(result.invalid, ["CloseError", "CloseError", "CloseError"]);
-  assert.deepEqual(result.close, { code: 4000, reason: "bye now", wasClean: true });
-  assert.deepEqual([result.isSendError, result.code, result.reason, result.closed], [true, 4000, "bye now", true]);
-  await page.close();
-});
+for (const [name, peer] of Object.entries(PEERS)) {
+  test(`after a close by the client, send rejects with SendError; close codes are validated as browsers do (${name})`, async () => {
+    const page = await open(chromium, server);
+    const result = await page.evaluate(async (url) => {
+      const { websocket, SendError, CloseError } = await import("/switchboard.js");
+      const session = websocket(url).connect();
+      await new Promise((resolve) => session.isOpen.subscribe((open) => open && resolve()));
+      const invalid = [1005, 2999, 5000].map((code) => {
+        try {
+          session.close(code);
+          return "accepted";
+        } catch (error) {
+          return error instanceof CloseError ? "CloseError" : String(error);
+        }
+      });
+      const close = await session.close(4000, "bye now");
+      const error = await session.send("late").catch((e) => e);
+      return { invalid, close, isSendError: error instanceof SendError, code: error.code, reason: error.reason, closed: session.isClosed.value };
+    }, peer.echo());
+    assert.deepEqual(result.invalid, ["CloseError", "CloseError", "CloseError"]);
+    assert.deepEqual(result.close, { code: 4000, reason: "bye now", wasClean: true });
+    assert.deepEqual([result.isSendError, result.code, result.reason, result.closed], [true, 4000, "bye now", true]);
+    await page.close();
+  });
+}
 
 /** In the page: connect to `url`, send `first` if given, and wait for the close; then try to send. */
 function closedByServer(page, url, first) {
@@ -121,36 +143,37 @@ test("after a close by Python websockets, send rejects with SendError carrying t
   await page.close();
 });
 
-test("a session with a reconnect policy survives a server restart and delivers queued sends in order", async () => {
-  const port = server.port;
-  const page = await open(chromium, server);
-  await page.evaluate(async (url) => {
-    const { websocket } = await import("/switchboard.js");
-    const session = websocket(url).reconnect({ minDelay: 100, maxDelay: 300 }).connect();
-    window.session = session;
-    window.replies = [];
-    session.messages.body.subscribe((text) => window.replies.push(text));
-    window.states = [];
-    session.state.subscribe((s) => window.states.push(s.state));
-    await new Promise((resolve) => session.isOpen.subscribe((open) => open && resolve()));
-  }, `${server.ws}/echo`);
-  await server.stop();
-  await page.waitForFunction(() => window.session.state.value.state !== "open");
-  const queued = await page.evaluate(() => {
-    window.sent = ["m1", "m2", "m3", "m4", "m5"].map((m) => window.session.send(m));
-    return window.session.queued.value.messages;
+for (const [name, peer] of Object.entries(PEERS)) {
+  test(`a session with a reconnect policy survives a restart of ${name} and delivers queued sends in order`, async () => {
+    const page = await open(chromium, server);
+    await page.evaluate(async (url) => {
+      const { websocket } = await import("/switchboard.js");
+      const session = websocket(url).reconnect({ minDelay: 100, maxDelay: 300 }).connect();
+      window.session = session;
+      window.replies = [];
+      session.messages.body.subscribe((text) => window.replies.push(text));
+      window.states = [];
+      session.state.subscribe((s) => window.states.push(s.state));
+      await new Promise((resolve) => session.isOpen.subscribe((open) => open && resolve()));
+    }, peer.echo());
+    const restart = await peer.stop();
+    await page.waitForFunction(() => window.session.state.value.state !== "open");
+    const queued = await page.evaluate(() => {
+      window.sent = ["m1", "m2", "m3", "m4", "m5"].map((m) => window.session.send(m));
+      return window.session.queued.value.messages;
+    });
+    assert.equal(queued, 5, "sends made while the server is down wait in the queue");
+    await restart();
+    await page.waitForFunction(() => window.replies.length === 5, null, { timeout: 15000 });
+    const result = await page.evaluate(async () => {
+      await Promise.all(window.sent);
+      return { replies: window.replies, states: window.states, lastClose: window.session.closes.value };
+    });
+    assert.deepEqual(result.replies, ["m1", "m2", "m3", "m4", "m5"]);
+    assert.ok(result.states.includes("reconnecting"), `${result.states}`);
+    assert.equal(result.states.at(-1), "open");
+    assert.notEqual(result.lastClose.code, 1000);
+    assert.deepEqual(page.problems.filter((p) => !p.includes("WebSocket connection")), []);
+    await page.close();
   });
-  assert.equal(queued, 5, "sends made while the server is down wait in the queue");
-  server = await serve({ data: server.data, port });
-  await page.waitForFunction(() => window.replies.length === 5, null, { timeout: 15000 });
-  const result = await page.evaluate(async () => {
-    await Promise.all(window.sent);
-    return { replies: window.replies, states: window.states, lastClose: window.session.closes.value };
-  });
-  assert.deepEqual(result.replies, ["m1", "m2", "m3", "m4", "m5"]);
-  assert.ok(result.states.includes("reconnecting"), `${result.states}`);
-  assert.equal(result.states.at(-1), "open");
-  assert.notEqual(result.lastClose.code, 1000);
-  assert.deepEqual(page.problems.filter((p) => !p.includes("WebSocket connection")), []);
-  await page.close();
-});
+}

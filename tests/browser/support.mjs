@@ -35,10 +35,10 @@ export async function open(context, server, path = "/demo/chat") {
 }
 
 /** Python's `websockets` server of tests/peers (SWITCHBOARD_PYTHON, else the venv scripts/test makes). */
-export function pythonServer() {
+export function pythonServer(port = 0) {
   const python = process.env.SWITCHBOARD_PYTHON ?? join(ROOT, ".cache", "venv", "bin", "python");
   if (!existsSync(python)) throw new Error(`${python} does not exist: run scripts/test once, or set SWITCHBOARD_PYTHON to a Python with websockets`);
-  const child = spawn(python, [join(ROOT, "tests", "peers", "python_server.py")], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(python, [join(ROOT, "tests", "peers", "python_server.py"), String(port)], { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   child.stderr.on("data", (chunk) => (log += chunk));
   return new Promise((resolve, reject) => {
@@ -48,7 +48,14 @@ export function pythonServer() {
       const found = String(chunk).match(/READY (\d+)/);
       if (found) {
         clearTimeout(timer);
-        resolve({ ws: `ws://127.0.0.1:${found[1]}`, stop: () => child.kill() });
+        const stop = () =>
+          new Promise((done) => {
+            if (child.exitCode !== null || child.signalCode !== null) return done();
+            child.removeAllListeners("exit");
+            child.on("exit", () => done());
+            child.kill();
+          });
+        resolve({ ws: `ws://127.0.0.1:${found[1]}`, port: Number(found[1]), stop });
       }
     });
   });

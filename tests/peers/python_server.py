@@ -1,6 +1,7 @@
 """A WebSocket server written with Python's `websockets`, for testing our client against a foreign peer.
 
-Prints `READY <port>` once listening. Paths:
+Listens on the port given as the first argument (default: a free one) and prints `READY <port>` once
+listening. Paths:
   /echo       echoes every message
   /protocol   sends the negotiated subprotocol (or "none"), then echoes
   /headers    sends the X-Token request header, then echoes
@@ -72,7 +73,7 @@ async def main():
     async with serve(
         handler,
         "127.0.0.1",
-        0,
+        int(sys.argv[1]) if len(sys.argv) > 1 else 0,
         select_subprotocol=select_subprotocol,
         max_size=None,
         ping_interval=0.2,
