@@ -49,7 +49,8 @@ function render(o) {
   const now = o.server.now;
   $("version").textContent = `v${o.server.version}`;
   $("uptime").textContent = since(o.server.started_at, now);
-  $("peer-count").textContent = number(o.peers.length);
+  $("peer-count").textContent = number(o.peer_count);
+  $("peers-shown").textContent = o.peer_count > o.peers.length ? `(the ${o.peers.length} newest of ${number(o.peer_count)}; /api/peers lists all)` : "";
   $("rate-in").textContent = number(o.rates.in.at(-1) ?? 0);
   $("rate-out").textContent = number(o.rates.out.at(-1) ?? 0);
   spark(o.rates);

@@ -51,7 +51,7 @@ test("the chat demo: two pages talk in a room, and one that lost its connection 
   online = false;
   const peers = await (await fetch(`${server.http}/api/peers?endpoint=/chat`)).json();
   const [adas] = peers.sort((x, y) => x.connected_at - y.connected_at || y.traffic.messages_out - x.traffic.messages_out); // ada joined first
-  await fetch(`${server.http}/api/close`, { method: "POST", body: JSON.stringify({ peer: adas.id, code: 4100, reason: "network lost" }) });
+  await fetch(`${server.http}/api/close`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: adas.id, code: 4100, reason: "network lost" }) });
   await ada.waitForSelector("#connection.reconnecting", { timeout: 5000 });
   await say(bob, "said while ada was away");
   await say(ada, "typed while offline");

@@ -127,7 +127,7 @@ test("after a close by switchboard serve, send rejects with SendError carrying t
     const peers = await (await fetch(`${server.http}/api/peers?endpoint=/echo`)).json();
     peer = peers.find((p) => p.state === "open");
   }
-  const answer = await fetch(`${server.http}/api/close`, { method: "POST", body: JSON.stringify({ peer: peer.id, code: 4001, reason: "go away" }) });
+  const answer = await fetch(`${server.http}/api/close`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: peer.id, code: 4001, reason: "go away" }) });
   assert.equal(answer.status, 200);
   const result = await closing;
   assert.deepEqual(result.close, { code: 4001, reason: "go away", wasClean: true });

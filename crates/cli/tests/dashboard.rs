@@ -5,6 +5,8 @@ mod support;
 
 use support::{RawClient, ServeProcess};
 
+const JSON: &[&str] = &["Content-Type: application/json"];
+
 async fn get(server: &ServeProcess, path: &str, headers: &[&str]) -> (u16, String, String) {
     RawClient::http(server.addr, "GET", path, headers, "").await
 }
@@ -76,19 +78,29 @@ async fn the_pages_and_switchboard_js_are_embedded() {
 #[tokio::test]
 async fn actions_explain_bad_requests() {
     let server = ServeProcess::start(&["--data", &support::data_dir("dashboard-actions")]);
-    let (status, _, body) = RawClient::http(server.addr, "POST", "/api/close", &[], "{\"peer\": 7}").await;
+    let (status, _, body) = RawClient::http(server.addr, "POST", "/api/close", JSON, "{\"peer\": 7}").await;
     assert_eq!(status, 400);
     assert!(body.contains("expected {\\\"peer\\\": UUID"), "{body}");
     let missing = "{\"peer\": \"6f9619ff-8b86-d011-b42d-00cf4fc964ff\"}";
-    let (status, _, body) = RawClient::http(server.addr, "POST", "/api/close", &[], missing).await;
+    let (status, _, body) = RawClient::http(server.addr, "POST", "/api/close", JSON, missing).await;
     assert_eq!(status, 404);
     assert!(body.contains("no open peer 6f9619ff"), "{body}");
     let (status, _, body) =
-        RawClient::http(server.addr, "POST", "/api/publish", &[], "{\"topic\": \"\", \"message\": \"x\"}").await;
+        RawClient::http(server.addr, "POST", "/api/publish", JSON, "{\"topic\": \"\", \"message\": \"x\"}").await;
     assert_eq!((status, body.as_str()), (400, "{\"error\":\"the topic is empty\"}"));
     let (status, _, body) =
-        RawClient::http(server.addr, "POST", "/api/publish", &[], "{\"topic\": \"t\", \"message\": \"x\"}").await;
+        RawClient::http(server.addr, "POST", "/api/publish", JSON, "{\"topic\": \"t\", \"message\": \"x\"}").await;
     assert_eq!((status, body.as_str()), (200, "{\"subscribers\":0,\"topic\":\"t\"}"));
+    // Another web page may not act through a visitor's browser, nor read the live feed.
+    let body = "{\"topic\": \"t\", \"message\": \"x\"}";
+    let (status, _, _) =
+        RawClient::http(server.addr, "POST", "/api/publish", &["Content-Type: text/plain"], body).await;
+    assert_eq!(status, 415);
+    let foreign = ["Content-Type: application/json", "Origin: http://evil.example"];
+    let (status, _, _) = RawClient::http(server.addr, "POST", "/api/publish", &foreign, body).await;
+    assert_eq!(status, 403);
+    let (_, status) = RawClient::handshake(server.addr, "/api/live", &["Origin: http://evil.example"]).await;
+    assert_eq!(status, 403);
 }
 
 #[tokio::test]

@@ -44,6 +44,27 @@ impl Admin {
         bearer || cookie(headers, COOKIE).is_some_and(|given| same(&given, token))
     }
 
+    /// `None` if a request that changes something (a POST, the live feed's upgrade) may go on: the
+    /// reader is allowed, and a browser sent it from one of our own pages. Without that check any web
+    /// page a person visits could close peers on their loopback server (cross-site requests carry no
+    /// token there, and a cookie only when the browser is lax about it).
+    pub fn refuses_action(&self, headers: &HeaderMap, json_body: bool) -> Option<Response> {
+        if !same_origin(headers) {
+            return Some(
+                (StatusCode::FORBIDDEN, "cross-origin requests are refused: use the dashboard on this server\n")
+                    .into_response(),
+            );
+        }
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+        if json_body && !json {
+            return Some((StatusCode::UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json\n").into_response());
+        }
+        self.refuses(headers)
+    }
+
     /// `None` if allowed, else the 401 answer (the login form, for a browser).
     pub fn refuses(&self, headers: &HeaderMap) -> Option<Response> {
         (!self.allows(headers)).then(|| self.refusal(None))
@@ -85,6 +106,15 @@ impl Admin {
             None => self.refusal(None),
         }
     }
+}
+
+/// Whether a browser's `Origin` (absent for other clients) is this server, as named by `Host`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin = origin.to_str().unwrap_or_default();
+    let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
 /// Compares in time that depends on the lengths only.
@@ -144,6 +174,20 @@ mod tests {
         assert!(!admin.allows(&headers(header::AUTHORIZATION, "Bearer s3cre")));
         assert!(admin.allows(&headers(header::COOKIE, "a=b; switchboard_admin=s3cret")));
         assert!(!admin.allows(&headers(header::COOKIE, "switchboard_admin=wrong")));
+    }
+
+    #[test]
+    fn actions_come_from_our_own_pages_as_json() {
+        let admin = Admin::new(None, true);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "127.0.0.1:3333".parse().expect("host"));
+        assert_eq!(admin.refuses_action(&headers, true).map(|r| r.status()), Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        headers.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().expect("type"));
+        assert!(admin.refuses_action(&headers, true).is_none());
+        headers.insert(header::ORIGIN, "http://127.0.0.1:3333".parse().expect("origin"));
+        assert!(admin.refuses_action(&headers, true).is_none());
+        headers.insert(header::ORIGIN, "http://evil.example".parse().expect("origin"));
+        assert_eq!(admin.refuses_action(&headers, true).map(|r| r.status()), Some(StatusCode::FORBIDDEN));
     }
 
     #[test]

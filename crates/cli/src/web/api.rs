@@ -54,6 +54,15 @@ fn guarded(web: &Web, headers: &HeaderMap, view: impl FnOnce(&Web) -> Value) -> 
     }
 }
 
+/// Peers listed in the overview (the newest); `/api/peers` lists them all.
+const OVERVIEW_PEERS: usize = 200;
+
+fn newest_peers(web: &Web, most: usize) -> Vec<Value> {
+    let mut peers: Vec<_> = web.hub.peers().into_iter().map(|p| (p.stats().connected_at, p)).collect();
+    peers.sort_by(|a, b| b.0.cmp(&a.0));
+    peers.iter().take(most).map(|(_, p)| peer(p)).collect()
+}
+
 /// Everything the dashboard shows, in one document (also what `/api/live` pushes).
 pub fn overview(web: &Web) -> Value {
     let (rate_in, rate_out) = web.rates.per_second();
@@ -64,7 +73,8 @@ pub fn overview(web: &Web) -> Value {
             "now": unix_ms(std::time::SystemTime::now()),
         },
         "endpoints": endpoints(web),
-        "peers": web.hub.peers().iter().map(peer).collect::<Vec<_>>(),
+        "peers": newest_peers(web, OVERVIEW_PEERS),
+        "peer_count": web.hub.peers().len(),
         "topics": topics(web),
         "clients": clients(web),
         "sync": sync(web),
@@ -174,7 +184,7 @@ struct CloseRequest {
 }
 
 async fn close(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Some(refused) = web.admin.refuses(&headers) {
+    if let Some(refused) = web.admin.refuses_action(&headers, true) {
         return refused;
     }
     let request: CloseRequest = match serde_json::from_slice(&body) {
@@ -198,7 +208,7 @@ struct PublishRequest {
 }
 
 async fn publish(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Some(refused) = web.admin.refuses(&headers) {
+    if let Some(refused) = web.admin.refuses_action(&headers, true) {
         return refused;
     }
     match serde_json::from_slice::<PublishRequest>(&body) {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard::{define_hooks, reject, HookSet, Peer, ReadyState, UpgradeRequest};
+use switchboard::{define_hooks, HookSet, Peer, ReadyState, UpgradeRequest};
 
 use super::Web;
 
@@ -16,11 +16,11 @@ pub fn hooks(web: Arc<Web>) -> HookSet {
     let admin = web.admin.clone();
     define_hooks()
         .upgrade(move |request: UpgradeRequest| {
-            let allowed = admin.allows(request.headers());
+            let refused = admin.refuses_action(request.headers(), false);
             async move {
-                match allowed {
-                    true => Ok(()),
-                    false => Err(reject(axum::http::StatusCode::UNAUTHORIZED, "the dashboard needs the admin token\n")),
+                match refused {
+                    None => Ok(()),
+                    Some(refused) => Err(refused),
                 }
             }
         })

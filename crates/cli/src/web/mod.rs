@@ -63,8 +63,12 @@ async fn login_form(State(web): State<Arc<Web>>) -> Response {
     web.admin.refusal(Some("Sign in with the admin token."))
 }
 
-async fn login(State(web): State<Arc<Web>>, body: String) -> Response {
-    web.admin.login(&body)
+async fn login(State(web): State<Arc<Web>>, headers: HeaderMap, body: String) -> Response {
+    match web.admin.refuses_action(&headers, false) {
+        // The token is being shown: only the origin check applies.
+        Some(refused) if refused.status() != axum::http::StatusCode::UNAUTHORIZED => refused,
+        _ => web.admin.login(&body),
+    }
 }
 
 async fn prometheus(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
