@@ -1,12 +1,9 @@
 // The dashboard in Chromium: it lists peers as they come and go, shows a script endpoint's error
 // with its file and line, closes a peer and publishes to a topic, and asks for the admin token.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";
-import { browser, open, serve, project } from "./support.mjs";
-
-let chromium;
-let server;
+import { withBrowserAndServer, open, serve, project } from "./support.mjs";
 
 const FAILING = {
   "broken.websocket": JSON.stringify({ endpoint: "broken", handler: "app/broken" }),
@@ -22,20 +19,12 @@ const FAILING = {
   "bad.websocket": "{ not json",
 };
 
-before(async () => {
-  chromium = await browser();
-  server = await serve({ args: [project(FAILING)] });
-});
-
-after(async () => {
-  await chromium?.close();
-  await server?.stop();
-});
+const world = withBrowserAndServer({ args: [project(FAILING)] });
 
 /** A Node `ws` client (a peer the dashboard should list). */
 function client(path) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${server.ws}${path}`);
+    const ws = new WebSocket(`${world.server.ws}${path}`);
     ws.messages = [];
     ws.on("message", (data) => ws.messages.push(String(data)));
     ws.once("open", () => resolve(ws));
@@ -44,7 +33,7 @@ function client(path) {
 }
 
 async function dashboard() {
-  const page = await open(chromium, server, "/");
+  const page = await open(world.chromium, world.server, "/");
   await page.waitForSelector("#live.open");
   return page;
 }
@@ -52,7 +41,7 @@ async function dashboard() {
 test("the dashboard lists a peer that connects and drops it when it goes", async () => {
   const page = await dashboard();
   const peer = await client("/echo?from=test");
-  const peers = await (await fetch(`${server.http}/api/peers?endpoint=/echo`)).json();
+  const peers = await (await fetch(`${world.server.http}/api/peers?endpoint=/echo`)).json();
   assert.equal(peers.length, 1);
   const row = `#peers tr[data-peer="${peers[0].id}"]`;
   await page.waitForSelector(row, { timeout: 5000 });
@@ -84,7 +73,7 @@ test("the dashboard shows a script endpoint's error with its file and line, and 
 test("a person can close a peer and publish to a topic from the dashboard", async () => {
   const page = await dashboard();
   const member = await client("/chat?room=lobby");
-  const peers = await (await fetch(`${server.http}/api/peers?endpoint=/chat`)).json();
+  const peers = await (await fetch(`${world.server.http}/api/peers?endpoint=/chat`)).json();
   await page.waitForSelector('#topics tr[data-topic="chat:lobby"]', { timeout: 5000 });
   await page.fill('#publish input[name="topic"]', "chat:lobby");
   await page.fill('#publish input[name="message"]', "hello from the dashboard");
@@ -103,7 +92,7 @@ test("a person can close a peer and publish to a topic from the dashboard", asyn
 test("with an admin token the dashboard asks for it, and the login form opens it", async () => {
   const guarded = await serve({ args: ["--admin-token", "let me in"] });
   try {
-    const page = await chromium.newPage();
+    const page = await world.chromium.newPage();
     const answer = await page.goto(`${guarded.http}/`);
     assert.equal(answer.status(), 401);
     await page.fill('input[name="token"]', "wrong");

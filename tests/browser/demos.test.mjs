@@ -1,21 +1,10 @@
 // Both demos from two pages in Chromium: the chat (/demo/chat) with recovery after a reconnect, and
 // the shared form (/demo/store) converging live, with its offline state and pending count.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { browser, open, serve } from "./support.mjs";
+import { withBrowserAndServer, open } from "./support.mjs";
 
-let chromium;
-let server;
-
-before(async () => {
-  chromium = await browser();
-  server = await serve();
-});
-
-after(async () => {
-  await chromium?.close();
-  await server?.stop();
-});
+const world = withBrowserAndServer();
 
 async function join(page, name, room) {
   await page.fill("#name", name);
@@ -33,13 +22,13 @@ const logHas = (page, text) =>
   page.waitForFunction((text) => document.querySelector("#log").textContent.includes(text), text, { timeout: 10000 });
 
 test("the chat demo: two pages talk in a room, and one that lost its connection gets what it missed", async () => {
-  const context = await chromium.newContext();
-  const ada = await open(context, server, "/demo/chat");
+  const context = await world.chromium.newContext();
+  const ada = await open(context, world.server, "/demo/chat");
   // Ada's connection goes through a switch the test can turn off, as a network would.
   let online = true;
   await ada.routeWebSocket(/\/chat\?/, (ws) => (online ? ws.connectToServer() : ws.close({ code: 4100, reason: "offline" })));
   await ada.reload();
-  const bob = await open(context, server, "/demo/chat");
+  const bob = await open(context, world.server, "/demo/chat");
   await join(ada, "ada", "demo-room");
   await join(bob, "bob", "demo-room");
   await say(ada, "hello bob");
@@ -49,9 +38,9 @@ test("the chat demo: two pages talk in a room, and one that lost its connection 
   assert.match(await bob.textContent("#members"), /2 here/);
 
   online = false;
-  const peers = await (await fetch(`${server.http}/api/peers?endpoint=/chat`)).json();
+  const peers = await (await fetch(`${world.server.http}/api/peers?endpoint=/chat`)).json();
   const [adas] = peers.sort((x, y) => x.connected_at - y.connected_at || y.traffic.messages_out - x.traffic.messages_out); // ada joined first
-  await fetch(`${server.http}/api/close`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: adas.id, code: 4100, reason: "network lost" }) });
+  await fetch(`${world.server.http}/api/close`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: adas.id, code: 4100, reason: "network lost" }) });
   await ada.waitForSelector("#connection.reconnecting", { timeout: 5000 });
   await say(bob, "said while ada was away");
   await say(ada, "typed while offline");
@@ -69,10 +58,10 @@ test("the chat demo: two pages talk in a room, and one that lost its connection 
 });
 
 test("the store demo: the form converges across pages, and an edit made offline goes out when back online", async () => {
-  const context = await chromium.newContext();
+  const context = await world.chromium.newContext();
   const path = `/demo/store?form=f-${Date.now()}`;
-  const one = await open(context, server, path);
-  const two = await open(context, server, path);
+  const one = await open(context, world.server, path);
+  const two = await open(context, world.server, path);
   for (const page of [one, two]) await page.waitForSelector("#status.synced", { timeout: 5000 });
   await one.fill("#title", "Team dinner");
   await two.waitForFunction(() => document.querySelector("#title").value === "Team dinner", null, { timeout: 5000 });

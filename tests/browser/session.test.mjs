@@ -1,32 +1,27 @@
 // switchboard.js sessions in Chromium, against `switchboard serve` and against Python's `websockets`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { browser, open, serve, pythonServer } from "./support.mjs";
+import { withBrowserAndServer, open, serve, pythonServer } from "./support.mjs";
 
-let chromium;
-let server;
+const world = withBrowserAndServer();
 let python;
 
 before(async () => {
-  chromium = await browser();
-  server = await serve();
   python = await pythonServer();
 });
 
 after(async () => {
-  await chromium?.close();
-  await server?.stop();
   await python?.stop();
 });
 
 /** The servers every session test runs against: where their echo is, and how to restart them. */
 const PEERS = {
   "switchboard serve": {
-    echo: () => `${server.ws}/echo`,
+    echo: () => `${world.server.ws}/echo`,
     async stop() {
-      const { port, data } = server;
-      await server.stop();
-      return async () => (server = await serve({ data, port }));
+      const { port, data } = world.server;
+      await world.server.stop();
+      return async () => (world.server = await serve({ data, port }));
     },
   },
   "Python websockets": {
@@ -66,7 +61,7 @@ async function echo(page, url) {
 
 for (const [name, peer] of Object.entries(PEERS)) {
   test(`text and binary echo in Chromium against ${name}`, async () => {
-    const page = await open(chromium, server);
+    const page = await open(world.chromium, world.server);
     const result = await echo(page, peer.echo());
     // Every subscriber sees every message: the first one saw the blob's echo too.
     assert.deepEqual(result.received, ["text:héllo", "binary:1,2,255", "binary:7", "binary:98,108,111,98", "text:as a blob"]);
@@ -79,7 +74,7 @@ for (const [name, peer] of Object.entries(PEERS)) {
 
 for (const [name, peer] of Object.entries(PEERS)) {
   test(`after a close by the client, send rejects with SendError; close codes are validated as browsers do (${name})`, async () => {
-    const page = await open(chromium, server);
+    const page = await open(world.chromium, world.server);
     const result = await page.evaluate(async (url) => {
       const { websocket, SendError, CloseError } = await import("/switchboard.js");
       const session = websocket(url).connect();
@@ -120,14 +115,14 @@ function closedByServer(page, url, first) {
 }
 
 test("after a close by switchboard serve, send rejects with SendError carrying the code and reason", async () => {
-  const page = await open(chromium, server);
-  const closing = closedByServer(page, `${server.ws}/echo?who=browser`);
+  const page = await open(world.chromium, world.server);
+  const closing = closedByServer(page, `${world.server.ws}/echo?who=browser`);
   let peer;
   while (!peer) {
-    const peers = await (await fetch(`${server.http}/api/peers?endpoint=/echo`)).json();
+    const peers = await (await fetch(`${world.server.http}/api/peers?endpoint=/echo`)).json();
     peer = peers.find((p) => p.state === "open");
   }
-  const answer = await fetch(`${server.http}/api/close`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: peer.id, code: 4001, reason: "go away" }) });
+  const answer = await fetch(`${world.server.http}/api/close`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ peer: peer.id, code: 4001, reason: "go away" }) });
   assert.equal(answer.status, 200);
   const result = await closing;
   assert.deepEqual(result.close, { code: 4001, reason: "go away", wasClean: true });
@@ -136,7 +131,7 @@ test("after a close by switchboard serve, send rejects with SendError carrying t
 });
 
 test("after a close by Python websockets, send rejects with SendError carrying the code and reason", async () => {
-  const page = await open(chromium, server);
+  const page = await open(world.chromium, world.server);
   const result = await closedByServer(page, `${python.ws}/close`, "hello");
   assert.deepEqual(result.close, { code: 4321, reason: "custom reason", wasClean: true });
   assert.deepEqual([result.isSendError, result.code, result.reason], [true, 4321, "custom reason"]);
@@ -145,7 +140,7 @@ test("after a close by Python websockets, send rejects with SendError carrying t
 
 for (const [name, peer] of Object.entries(PEERS)) {
   test(`a session with a reconnect policy survives a restart of ${name} and delivers queued sends in order`, async () => {
-    const page = await open(chromium, server);
+    const page = await open(world.chromium, world.server);
     await page.evaluate(async (url) => {
       const { websocket } = await import("/switchboard.js");
       const session = websocket(url).reconnect({ minDelay: 100, maxDelay: 300 }).connect();

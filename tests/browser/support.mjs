@@ -6,7 +6,10 @@ import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { before, after } from "node:test";
 import { chromium } from "playwright-core";
+
+import { serve as serveFor } from "../../clients/js/test/serve.mjs";
 
 export { serve, dataDir } from "../../clients/js/test/serve.mjs";
 
@@ -20,6 +23,24 @@ export async function browser() {
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
   });
+}
+
+/**
+ * Starts headless Chromium and `switchboard serve` (with `serveOptions`) before the file's tests and
+ * stops them after. Tests read `world.chromium` and `world.server`, and may replace the server
+ * (a restart on the same port).
+ */
+export function withBrowserAndServer(serveOptions = {}) {
+  const world = { chromium: null, server: null };
+  before(async () => {
+    world.chromium = await browser();
+    world.server = await serveFor(serveOptions);
+  });
+  after(async () => {
+    await world.chromium?.close();
+    await world.server?.stop();
+  });
+  return world;
 }
 
 /** A page of `server` at `path` whose console errors and page errors fail the test that reads them. */

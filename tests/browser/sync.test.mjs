@@ -1,25 +1,14 @@
 // syncWith in Chromium pages against `switchboard serve`: convergence, offline edits, rejections,
 // and pending edits that survive a reload (sessionStorage).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { browser, open, serve } from "./support.mjs";
+import { withBrowserAndServer, open, serve } from "./support.mjs";
 
-let chromium;
-let server;
-
-before(async () => {
-  chromium = await browser();
-  server = await serve();
-});
-
-after(async () => {
-  await chromium?.close();
-  await server?.stop();
-});
+const world = withBrowserAndServer();
 
 /** A page whose `window.store` is a list synced with `collection` (`window.sync` its handle). */
 async function syncedPage(context, collection) {
-  const page = await open(context, server, "/demo/chat");
+  const page = await open(context, world.server, "/demo/chat");
   await startSync(page, collection);
   return page;
 }
@@ -32,7 +21,7 @@ function startSync(page, collection) {
     window.rejections = [];
     window.sync.rejections.subscribe((r) => window.rejections.push(r));
     await window.sync.synced();
-  }, `${server.ws}/sync/${collection}`);
+  }, `${world.server.ws}/sync/${collection}`);
 }
 
 const value = (page) => page.evaluate(() => window.store.value);
@@ -40,15 +29,15 @@ const status = (page) => page.evaluate(() => window.sync.status.value);
 const until = (page, predicate, argument) => page.waitForFunction(predicate, argument, { timeout: 15000 });
 
 async function restart() {
-  const { port, data } = server;
-  await server.stop();
+  const { port, data } = world.server;
+  await world.server.stop();
   return async () => {
-    server = await serve({ data, port });
+    world.server = await serve({ data, port });
   };
 }
 
 test("two pages converge both ways", async () => {
-  const context = await chromium.newContext();
+  const context = await world.chromium.newContext();
   const [a, b] = [await syncedPage(context, "converge"), await syncedPage(context, "converge")];
   await a.evaluate(() => window.store.set([{ id: "t1", title: "from a" }]));
   await until(b, () => window.store.value.length === 1);
@@ -62,7 +51,7 @@ test("two pages converge both ways", async () => {
 });
 
 test("an edit made while the server is down is replayed when it comes back", async () => {
-  const context = await chromium.newContext();
+  const context = await world.chromium.newContext();
   const [a, b] = [await syncedPage(context, "offline"), await syncedPage(context, "offline")];
   const back = await restart();
   await until(a, () => window.sync.status.value.state === "offline");
@@ -77,7 +66,7 @@ test("an edit made while the server is down is replayed when it comes back", asy
 });
 
 test("a rejected edit rolls back to the server's value, and the other page never sees it", async () => {
-  const context = await chromium.newContext();
+  const context = await world.chromium.newContext();
   const [a, b] = [await syncedPage(context, "rejects"), await syncedPage(context, "rejects")];
   await a.evaluate(() => window.store.set([{ id: "r1", text: "kept" }]));
   await until(b, () => window.store.value.length === 1);
@@ -91,13 +80,13 @@ test("a rejected edit rolls back to the server's value, and the other page never
 });
 
 test("pending edits survive a reload and go out once the page is back online", async () => {
-  const context = await chromium.newContext();
+  const context = await world.chromium.newContext();
   const b = await syncedPage(context, "reload");
   // Page a is offline as far as its sync socket goes (the page itself still loads).
   let online = false;
   const a = await context.newPage();
   await a.routeWebSocket(/\/sync\/reload/, (ws) => (online ? ws.connectToServer() : ws.close({ code: 4100, reason: "offline" })));
-  await a.goto(`${server.http}/demo/chat`);
+  await a.goto(`${world.server.http}/demo/chat`);
   const setUp = (url) =>
     a.evaluate(async (url) => {
       const { websocket, createStore, Resource, syncListWith } = await import("/switchboard.js");
@@ -105,7 +94,7 @@ test("pending edits survive a reload and go out once the page is back online", a
       window.sync = syncListWith(window.store, websocket(url).reconnect({ minDelay: 100, maxDelay: 300 }), new Resource((item) => item.id));
       return { value: window.store.value, pending: window.sync.pending.value.length, client: window.sync.client };
     }, url);
-  const url = `${server.ws}/sync/reload`;
+  const url = `${world.server.ws}/sync/reload`;
   const before = await setUp(url);
   await a.evaluate(() => window.store.set([{ id: "n1", title: "survives a reload" }]));
   assert.equal(await a.evaluate(() => window.sync.pending.value.length), 1);

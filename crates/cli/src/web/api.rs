@@ -59,7 +59,7 @@ const OVERVIEW_PEERS: usize = 200;
 
 fn newest_peers(web: &Web, most: usize) -> Vec<Value> {
     let mut peers: Vec<_> = web.hub.peers().into_iter().map(|p| (p.stats().connected_at, p)).collect();
-    peers.sort_by(|a, b| b.0.cmp(&a.0));
+    peers.sort_by_key(|(connected_at, _)| std::cmp::Reverse(*connected_at));
     peers.iter().take(most).map(|(_, p)| peer(p)).collect()
 }
 
