@@ -21,7 +21,7 @@ pub async fn serve(name: &str, addr: SocketAddr) -> Result<(), Box<dyn std::erro
     println!("READY {}", listener.local_addr()?.port());
     match name {
         "switchboard-topics" => {
-            use switchboard::{define_hooks, Message, Peer, PubSubConfig, Switchboard, WsConfig};
+            use switchboard::{define_hooks, Message, Peer, PubSubConfig, ServerConfig, Switchboard, WsConfig};
             let subscriber = define_hooks().open(|peer: Peer| async move {
                 peer.subscribe("fanout");
             });
@@ -31,7 +31,12 @@ pub async fn serve(name: &str, addr: SocketAddr) -> Result<(), Box<dyn std::erro
             let config = WsConfig::default().ping_interval(None).keepalive_timeout(None);
             // Subscribers that fall behind by a few MiB are fine here: the load reads everything.
             let pubsub = PubSubConfig { max_subscriber_queue: 64 << 20, ..PubSubConfig::default() };
-            let server = Switchboard::new().config(config).pubsub(pubsub).ws("/", subscriber).ws("/pub", publisher);
+            let server = Switchboard::new()
+                .server_config(ServerConfig::unlimited())
+                .config(config)
+                .pubsub(pubsub)
+                .ws("/", subscriber)
+                .ws("/pub", publisher);
             server.serve(listener, None).run_until_signal().await;
             Ok(())
         }

@@ -50,19 +50,20 @@ pub async fn run(name: &str, addr: SocketAddr) -> Result<(), Box<dyn std::error:
 type Result2 = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 async fn switchboard_echo(listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
-    use switchboard::{define_hooks, Message, Peer, Switchboard, WsConfig};
+    use switchboard::{define_hooks, Message, Peer, ServerConfig, Switchboard, WsConfig};
     // The echo handler never awaits, so it is written as the synchronous hook (no future per message).
     let hooks = define_hooks().message_sync(|peer: Peer, message: Message| peer.send(message));
     // Pings would only add noise to a benchmark.
     let config = WsConfig::default().ping_interval(None).keepalive_timeout(None);
-    let server = Switchboard::new().config(config).ws("/", hooks).serve(listener, None);
+    let server =
+        Switchboard::new().server_config(ServerConfig::unlimited()).config(config).ws("/", hooks).serve(listener, None);
     server.run_until_signal().await;
     Ok(())
 }
 
 /// Echo through a script endpoint: `export function onMessage(m) { return m; }` in QuickJS.
 async fn script_echo(listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
-    use switchboard::{Switchboard, WsConfig};
+    use switchboard::{ServerConfig, Switchboard, WsConfig};
     use switchboard_script::{Project, ProjectConfig, ProjectFiles};
     let files = ProjectFiles::embedded(&[
         ("echo.websocket", r#"{"endpoint": "echo", "handler": "echo"}"#),
@@ -71,7 +72,8 @@ async fn script_echo(listener: TcpListener) -> Result<(), Box<dyn std::error::Er
     let project = Project::open(files, ProjectConfig::default()).await;
     let config = WsConfig::default().ping_interval(None).keepalive_timeout(None);
     let hooks = switchboard_script::endpoint(project, "echo");
-    let server = Switchboard::new().config(config).ws("/", hooks).serve(listener, None);
+    let server =
+        Switchboard::new().server_config(ServerConfig::unlimited()).config(config).ws("/", hooks).serve(listener, None);
     server.run_until_signal().await;
     Ok(())
 }

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the server: the demo endpoints (/echo, /chat) and a project's script endpoints.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Connects to a WebSocket server: stdin lines out, received messages to stdout.
     Connect(connect::ConnectArgs),
     /// Runs a script with sdk/net until it and the clients it created are done.
@@ -45,7 +45,7 @@ async fn main() {
     // The dashboard keeps the last warnings and errors, whatever RUST_LOG prints.
     tracing_subscriber::registry().with(printed).with(web::errors::ErrorLayer).init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await.map(|()| 0),
+        Command::Serve(args) => serve::run(*args).await.map(|()| 0),
         Command::Connect(args) => connect::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::New(command) => new::run(command),

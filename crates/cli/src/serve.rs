@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchboard::pubsub::{HistoryConfig, PubSubConfig};
 use switchboard::sync::{Collection, EntityStore, PostgresStore, SqliteStore, SyncHub};
 use switchboard::wire::deflate::DeflateConfig;
-use switchboard::{Switchboard, TlsConfig, WsConfig};
+use switchboard::{RateLimitPolicy, ServerConfig, Switchboard, TlsConfig, WsConfig};
 use switchboard_script::{EngineConfig, Project, ProjectConfig, ProjectFiles};
 
 #[path = "../../../examples/chat.rs"]
@@ -75,6 +75,43 @@ pub struct ServeArgs {
     /// are pruned; a client further behind refetches).
     #[arg(long, value_name = "N", default_value_t = switchboard::sync::DEFAULT_LOG_LIMIT, env = "SWITCHBOARD_SYNC_LOG")]
     sync_log: u64,
+    /// Connections held at once, WebSocket and HTTP together (0: no limit); past it new ones get 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Connections held at once from one client address (0: no limit); past it, 429.
+    #[arg(long, value_name = "N", default_value_t = 256, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: usize,
+    /// New connections per second from one client address (0: no limit); past it, 429.
+    #[arg(long, value_name = "N", default_value_t = 50, env = "SWITCHBOARD_CONNECTIONS_PER_SECOND_PER_IP")]
+    connections_per_second_per_ip: u32,
+    /// Seconds a client has to send its request head (and to finish a TLS handshake).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, env = "SWITCHBOARD_REQUEST_HEAD_TIMEOUT")]
+    request_head_timeout: u64,
+    /// Messages per second one peer may send, with a burst of as many (0: no limit); past it the peer
+    /// is closed with 1008 (or, with --rate-limit-policy drop, the messages are dropped and counted).
+    #[arg(long, value_name = "N", default_value_t = 2_000, env = "SWITCHBOARD_MAX_MESSAGES_PER_SECOND")]
+    max_messages_per_second: u32,
+    /// Payload MiB per second one peer may send (0: no limit; the burst is a second's worth).
+    #[arg(long, value_name = "MIB", default_value_t = 128, env = "SWITCHBOARD_MAX_MIB_PER_SECOND")]
+    max_mib_per_second: u64,
+    /// What happens past a peer's message or byte rate: close (1008) or drop.
+    #[arg(long, value_name = "POLICY", default_value = "close", value_parser = ["close", "drop"])]
+    rate_limit_policy: String,
+    /// Pings per second one peer may send; past it, 1008 "ping flood".
+    #[arg(long, value_name = "N", default_value_t = 50, env = "SWITCHBOARD_MAX_PINGS_PER_SECOND")]
+    max_pings_per_second: u32,
+    /// Web pages that may open sockets here, by Origin (repeatable): a whole origin
+    /// (https://app.example.com), a host, *.example.com or *. Default: any. This server's own pages
+    /// are always allowed; others get 403.
+    #[arg(long = "allowed-origin", value_name = "PATTERN")]
+    allowed_origins: Vec<String>,
+    /// Refuse upgrades without an Origin header (clients that are not browsers) with 403.
+    #[arg(long)]
+    require_origin: bool,
+    /// Apply the per-address limits to loopback clients too (by default they are exempt: behind a
+    /// proxy on the same host every client is a loopback client).
+    #[arg(long)]
+    limit_loopback: bool,
     /// The token that opens the dashboard (/), /api and /metrics: as `Authorization: Bearer TOKEN` or
     /// through the login form's cookie. Required when listening beyond loopback (without it they are
     /// refused with 401); on loopback without one they are open.
@@ -104,15 +141,40 @@ fn project_files(dir: Option<&std::path::Path>) -> Result<ProjectFiles, String> 
     }
 }
 
+/// The limits at the door, from the flags (0 turns one off).
+fn door(args: &ServeArgs) -> ServerConfig {
+    let head = Duration::from_secs(args.request_head_timeout.max(1));
+    ServerConfig {
+        max_connections: Some(args.max_connections).filter(|n| *n > 0),
+        max_connections_per_ip: Some(args.max_connections_per_ip).filter(|n| *n > 0),
+        connections_per_second_per_ip: std::num::NonZeroU32::new(args.connections_per_second_per_ip),
+        request_head_timeout: head,
+        tls_handshake_timeout: head,
+        exempt_loopback: !args.limit_loopback,
+        ..ServerConfig::default()
+    }
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Browsers always offer permessage-deflate; the demo endpoints accept it (the library default is off).
     // Without server context takeover a chat publication is compressed once for every member, and no
     // connection keeps a compression window between messages.
     let deflate = DeflateConfig { server_no_context_takeover: true, ..DeflateConfig::default() };
-    let config = WsConfig::default()
+    let mut config = WsConfig::default()
         .compression(Some(deflate))
         .message_timeout(Some(Duration::from_secs(args.message_timeout.max(1))));
-    let mut app = Switchboard::new().max_incomplete_bytes(args.max_incomplete_mib.saturating_mul(1 << 20));
+    if !args.allowed_origins.is_empty() {
+        config = config.allowed_origins(args.allowed_origins.clone());
+    }
+    config.require_origin = args.require_origin;
+    let policy = if args.rate_limit_policy == "drop" { RateLimitPolicy::Drop } else { RateLimitPolicy::Close };
+    let messages = Some(args.max_messages_per_second).filter(|n| *n > 0);
+    let bytes = Some(args.max_mib_per_second.saturating_mul(1 << 20)).filter(|n| *n > 0);
+    config = config.rate_limit(messages, bytes, policy);
+    config.max_pings_per_second = args.max_pings_per_second.max(1);
+    let mut app = Switchboard::new()
+        .server_config(door(&args))
+        .max_incomplete_bytes(args.max_incomplete_mib.saturating_mul(1 << 20));
     if let Some(url) = &args.broker {
         let broker = switchboard::pubsub::RedisBroker::new(url).map_err(|e| format!("--broker {url}: {e}"))?;
         app = app.broker(broker);

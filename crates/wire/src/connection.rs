@@ -35,6 +35,10 @@ pub struct Config {
     /// Outgoing messages shorter than this are sent uncompressed even when deflate is on: DEFLATE makes
     /// tiny payloads bigger.
     pub compression_threshold: usize,
+    /// The most frames one incoming message may come in (default 131 072, which lets a 16 MiB
+    /// message arrive in 128-byte fragments). More is `TooManyFragments` (1009): without a bound a
+    /// peer could send a large message one byte per frame.
+    pub max_fragments: usize,
 }
 
 impl Default for Config {
@@ -45,6 +49,7 @@ impl Default for Config {
             deflate: None,
             compression_level: 1,
             compression_threshold: 32,
+            max_fragments: 1 << 17,
         }
     }
 }
@@ -101,6 +106,8 @@ struct InMessage {
     kind: MessageKind,
     compressed: bool,
     data: BytesMut,
+    /// Frames received so far.
+    fragments: usize,
 }
 
 /// A WebSocket connection's protocol state, for either role.
@@ -225,6 +232,9 @@ impl Connection {
             match (opcode, &self.message) {
                 (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+                (OpCode::Continuation, Some(message)) if message.fragments >= self.config.max_fragments => {
+                    return Err(ProtocolError::TooManyFragments { limit: self.config.max_fragments });
+                }
                 _ => {}
             }
             if header.payload_len > self.config.max_frame_size as u64 {
@@ -279,7 +289,7 @@ impl Connection {
                     // The common case: a whole message in one frame, handed over without a copy.
                     return self.finish_message(kind, payload);
                 }
-                let mut message = InMessage { kind, compressed, data: BytesMut::new() };
+                let mut message = InMessage { kind, compressed, data: BytesMut::new(), fragments: 1 };
                 self.append(&mut message, &payload, frame.header.fin)?;
                 if frame.header.fin {
                     return self.finish_message(kind, message.data);
@@ -289,6 +299,7 @@ impl Connection {
             }
             OpCode::Continuation => {
                 let Some(mut message) = self.message.take() else { return Err(ProtocolError::UnexpectedContinuation) };
+                message.fragments += 1;
                 self.append(&mut message, &payload, frame.header.fin)?;
                 if frame.header.fin {
                     return self.finish_message(message.kind, message.data);

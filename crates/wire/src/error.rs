@@ -60,6 +60,12 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// A message in more frames than `Config::max_fragments`.
+    #[error("a message arrives in more than {limit} fragments")]
+    TooManyFragments {
+        /// The configured limit.
+        limit: usize,
+    },
     /// Compressed data that does not inflate.
     #[error("a compressed message is not valid DEFLATE data")]
     CorruptCompression,
@@ -71,7 +77,9 @@ impl ProtocolError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             Self::InvalidUtf8 | Self::InvalidCloseReason | Self::CorruptCompression => CloseCode::INVALID_PAYLOAD,
-            Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::FrameTooBig { .. } | Self::MessageTooBig { .. } | Self::TooManyFragments { .. } => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

@@ -176,6 +176,24 @@ fn oversized_frames_and_messages_are_1009() {
 }
 
 #[test]
+fn a_message_in_too_many_fragments_is_1009() {
+    let config = Config { max_fragments: 3, ..Config::default() };
+    let mut three = client_frame(0x01, b"a");
+    three.extend(client_frame(0x00, b"b"));
+    three.extend(client_frame(0x80, b"c"));
+    let (events, err) = run(&mut Connection::new(Role::Server, config.clone(), 0), &three);
+    assert!(err.is_none(), "{err:?}");
+    assert!(matches!(&events[..], [Event::Message(MessageKind::Text, data)] if &data[..] == b"abc"));
+    let mut four = client_frame(0x01, b"a");
+    four.extend(client_frame(0x00, b"b"));
+    four.extend(client_frame(0x00, b"c"));
+    four.extend(client_frame(0x80, b"d"));
+    let (_, err) = run(&mut Connection::new(Role::Server, config, 0), &four);
+    assert!(matches!(err, Some(ProtocolError::TooManyFragments { limit: 3 })), "{err:?}");
+    assert_eq!(err.map(|e| e.close_code()), Some(CloseCode(1009)));
+}
+
+#[test]
 fn a_deflate_bomb_is_1009() {
     let params = DeflateParams {
         server_no_context_takeover: false,

@@ -84,6 +84,12 @@ impl Hub {
         self.app.endpoints()
     }
 
+    /// The connection counts at the door of the server serving these routes (`None` before it
+    /// serves, or for routes mounted in another HTTP server).
+    pub fn door(&self) -> Option<crate::server::DoorStats> {
+        self.app.door()
+    }
+
     /// Counters.
     pub fn stats(&self) -> PubSubStats {
         self.app.topics.stats()

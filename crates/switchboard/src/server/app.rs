@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use super::config::WsConfig;
+use super::door::{Door, DoorStats, Held, ServerConfig};
 use super::endpoint::Endpoint;
 use super::hooks::{erase, Hooks};
 use super::peer::{Peer, PeerSet};
@@ -36,6 +37,7 @@ pub(crate) struct AppShared {
     pub(crate) incomplete: IncompleteBudget,
     background_started: AtomicBool,
     routes: std::sync::Mutex<Vec<Arc<Route>>>,
+    door: std::sync::OnceLock<Arc<Door>>,
 }
 
 /// Default server-wide budget for bytes held in incomplete incoming messages.
@@ -96,6 +98,11 @@ impl AppShared {
         let route = Arc::new(Route::new(path));
         self.routes.lock().unwrap_or_else(|p| p.into_inner()).push(route.clone());
         route
+    }
+
+    /// The door's counts, once the server is serving.
+    pub(crate) fn door(&self) -> Option<DoorStats> {
+        self.door.get().map(|door| door.stats())
     }
 
     /// Every route's peers and traffic, in the order they were added.
@@ -175,6 +182,7 @@ impl AppShared {
 pub struct Switchboard {
     router: Router,
     config: WsConfig,
+    server_config: ServerConfig,
     shared: Arc<AppShared>,
     shutdown_grace: Duration,
 }
@@ -191,6 +199,7 @@ impl Switchboard {
         Self {
             router: Router::new(),
             config: WsConfig::default(),
+            server_config: ServerConfig::default(),
             shared: Arc::default(),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -199,6 +208,15 @@ impl Switchboard {
     /// Sets the limits and timers for the routes added after this call.
     pub fn config(mut self, config: WsConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Sets the limits at the door: connections in total and per client address, new connections per
+    /// second per address, and the request head's deadline and size (see [`ServerConfig`]; on by
+    /// default). They apply when this server accepts connections (`bind`, `serve`), not to routes
+    /// mounted in another HTTP server.
+    pub fn server_config(mut self, config: ServerConfig) -> Self {
+        self.server_config = config;
         self
     }
 
@@ -316,7 +334,9 @@ impl Switchboard {
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = self.router;
         self.shared.start_background();
-        let accept = tokio::spawn(accept_loop(listener, tls, router, stop_rx));
+        let door = Arc::new(Door::new(self.server_config));
+        let door = self.shared.door.get_or_init(|| door).clone();
+        let accept = tokio::spawn(accept_loop(listener, tls, router, stop_rx, door));
         tracing::info!(%local_addr, "listening");
         Server { local_addr, shared: self.shared, stop: stop_tx, accept, grace: self.shutdown_grace }
     }
@@ -400,29 +420,50 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Router, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsConfig>,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    door: Arc<Door>,
+) {
     let mut failures = AcceptFailures::default();
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = stop_requested(&mut stop) => {
                 failures.stopped();
                 return;
             }
+            _ = sweep.tick() => door.sweep(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     failures.recovered();
+                    let admitted = match door.admit(addr.ip()) {
+                        Ok(admitted) => Held(admitted),
+                        Err(refusal) => {
+                            tracing::debug!(%addr, ?refusal, "connection refused at the door");
+                            // A TLS client could read an answer only after a handshake, which is what
+                            // the door saves: it is closed at once.
+                            if tls.is_none() {
+                                tokio::spawn(refuse(stream, door.answer(refusal)));
+                            }
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let router = router.clone();
                     let stop = stop.clone();
+                    let config = door.config.clone();
                     match &tls {
                         None => {
-                            tokio::spawn(serve_http(stream, addr, router, stop));
+                            tokio::spawn(serve_http(stream, addr, router, stop, admitted, config));
                         }
                         Some(tls) => {
                             let acceptor = tls.acceptor();
                             tokio::spawn(async move {
-                                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                    Ok(Ok(stream)) => serve_http(stream, addr, router, stop).await,
+                                match tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_http(stream, addr, router, stop, admitted, config).await,
                                     Ok(Err(error)) => tracing::debug!(%addr, %error, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
                                 }
@@ -440,19 +481,43 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsConfig>, router: Rout
     }
 }
 
-async fn serve_http<IO>(io: IO, addr: SocketAddr, router: Router, mut stop: watch::Receiver<bool>)
-where
+/// Answers a connection refused at the door and closes it (without reading what it sent).
+async fn refuse(mut stream: tokio::net::TcpStream, answer: String) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+async fn serve_http<IO>(
+    io: IO,
+    addr: SocketAddr,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    admitted: Held,
+    config: ServerConfig,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(addr));
+        // An upgraded connection outlives this HTTP connection: its peer keeps the admission.
+        request.extensions_mut().insert(admitted.clone());
         router.clone().oneshot(request.map(Body::new))
     });
-    let connection = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
+        .header_read_timeout(config.request_head_timeout)
+        .max_header_size(config.max_request_head_bytes)
+        .max_buf_size(config.max_request_head_bytes.max(8192));
+    // Hyper keeps 100 header slots on the stack; another count moves them to the heap.
+    if config.max_headers != 100 {
+        builder.max_headers(config.max_headers);
+    }
+    let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

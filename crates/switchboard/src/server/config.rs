@@ -31,6 +31,26 @@ pub struct WsConfig {
     /// permessage-deflate: `None` (default) declines it. Compression costs 70-300 KiB of memory per
     /// connection and several microseconds per message; turn it on where bandwidth matters more.
     pub compression: Option<DeflateConfig>,
+    /// The web pages that may connect, by `Origin` (default `None`: any). Each entry is a whole
+    /// origin (`https://app.example.com`), a host (any scheme and port), `*.example.com` (its
+    /// subdomains) or `*`. Pages served by this server itself are always allowed. Others get 403.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Refuse (403) upgrades without an `Origin` header, i.e. clients that are not browsers
+    /// (default false).
+    pub require_origin: bool,
+    /// The most frames one incoming message may come in (default 131 072; 1009 beyond).
+    pub max_fragments: usize,
+    /// Messages per second a peer may send, with a burst of as many (default: no limit). Past it,
+    /// `rate_limit_policy` applies.
+    pub max_messages_per_second: Option<u32>,
+    /// Payload bytes per second a peer may send (default: no limit); the burst is a second's worth,
+    /// and at least one message of `max_message_size`. Past it, `rate_limit_policy` applies.
+    pub max_bytes_per_second: Option<u64>,
+    /// Close (1008, the default) or drop and count, past a message or byte rate limit.
+    pub rate_limit_policy: super::rate::RateLimitPolicy,
+    /// Pings per second a peer may send, with a burst of as many (default 50). Past it the peer is
+    /// closed with 1008 "ping flood": every ping costs a pong, whether or not the peer reads them.
+    pub max_pings_per_second: u32,
 }
 
 impl Default for WsConfig {
@@ -45,6 +65,13 @@ impl Default for WsConfig {
             max_buffered_bytes: 8 << 20,
             close_timeout: Duration::from_secs(5),
             compression: None,
+            allowed_origins: None,
+            require_origin: false,
+            max_fragments: 1 << 17,
+            max_messages_per_second: None,
+            max_bytes_per_second: None,
+            rate_limit_policy: super::rate::RateLimitPolicy::Close,
+            max_pings_per_second: 50,
         }
     }
 }
@@ -90,6 +117,30 @@ impl WsConfig {
     /// Sets the close handshake timeout.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Limits how fast a peer may send: messages and payload bytes per second (`None`: no limit),
+    /// and what happens past the limit.
+    pub fn rate_limit(
+        mut self,
+        messages: Option<u32>,
+        bytes: Option<u64>,
+        policy: super::rate::RateLimitPolicy,
+    ) -> Self {
+        self.max_messages_per_second = messages;
+        self.max_bytes_per_second = bytes;
+        self.rate_limit_policy = policy;
+        self
+    }
+
+    /// Lets only these origins connect (see [`WsConfig::allowed_origins`]).
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
         self
     }
 

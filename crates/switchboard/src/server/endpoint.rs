@@ -57,6 +57,12 @@ impl Endpoint {
             Err(error) => return refuse(&error),
         };
         self.app.start_background();
+        if let Err(refusal) =
+            super::origin::check(self.config.allowed_origins.as_deref(), self.config.require_origin, request.headers())
+        {
+            tracing::debug!(%refusal, "upgrade refused");
+            return (StatusCode::FORBIDDEN, refusal.to_string()).into_response();
+        }
         if self.app.is_shutting_down() {
             return (StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down\n").into_response();
         }
@@ -66,6 +72,7 @@ impl Endpoint {
                 .into_response();
         };
         let remote_addr = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let admitted = request.extensions_mut().remove::<super::door::Held>();
         let (parts, _) = request.into_parts();
         let info = Arc::new(RequestInfo {
             method: parts.method,
@@ -109,6 +116,7 @@ impl Endpoint {
             max_message_size: self.config.max_message_size,
             deflate: negotiated.as_ref().map(|(params, _)| *params),
             compression_level: self.config.compression.map_or(1, |c| c.level),
+            max_fragments: self.config.max_fragments,
             ..Config::default()
         };
         let shared_compression = wire_config
@@ -159,19 +167,41 @@ impl Endpoint {
                             // hyper's 8 KiB read buffer would otherwise live as long as the connection.
                             drop(parts.read_buf);
                             let (hook, incomplete) = (None, 0);
-                            tokio::spawn(
-                                PeerTask { io, conn, peer, hooks, config, app, read_buf, pending, hook, incomplete }
-                                    .run(),
-                            );
+                            let task = PeerTask {
+                                io,
+                                conn,
+                                peer,
+                                hooks,
+                                config,
+                                app,
+                                read_buf,
+                                pending,
+                                hook,
+                                incomplete,
+                                admitted,
+                                rates: None,
+                            };
+                            tokio::spawn(task.run());
                         }
                         Err(upgraded) => {
                             let io = TokioIo::new(upgraded);
                             let read_buf = BytesMut::new();
                             let (hook, incomplete) = (None, 0);
-                            tokio::spawn(
-                                PeerTask { io, conn, peer, hooks, config, app, read_buf, pending, hook, incomplete }
-                                    .run(),
-                            );
+                            let task = PeerTask {
+                                io,
+                                conn,
+                                peer,
+                                hooks,
+                                config,
+                                app,
+                                read_buf,
+                                pending,
+                                hook,
+                                incomplete,
+                                admitted,
+                                rates: None,
+                            };
+                            tokio::spawn(task.run());
                         }
                     }
                 }

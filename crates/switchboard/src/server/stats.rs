@@ -81,6 +81,7 @@ pub(crate) struct Route {
     pub(crate) path: String,
     pub(crate) peers: PeerSet,
     left: Mutex<Left>,
+    rate_limited: AtomicU64,
 }
 
 #[derive(Default)]
@@ -92,7 +93,17 @@ struct Left {
 
 impl Route {
     pub(crate) fn new(path: &str) -> Self {
-        Self { path: path.to_owned(), peers: PeerSet::default(), left: Mutex::default() }
+        Self {
+            path: path.to_owned(),
+            peers: PeerSet::default(),
+            left: Mutex::default(),
+            rate_limited: AtomicU64::new(0),
+        }
+    }
+
+    /// A peer went past a rate limit (closed, or a message dropped).
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     fn left(&self) -> std::sync::MutexGuard<'_, Left> {
@@ -123,6 +134,7 @@ impl Route {
             connections: left.connections + peers.len() as u64,
             traffic,
             close_codes: left.close_codes.clone(),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
         }
     }
 }
@@ -140,6 +152,8 @@ pub struct EndpointStats {
     pub traffic: Traffic,
     /// How closed connections ended: close code (1006 for a lost connection) to count.
     pub close_codes: BTreeMap<u16, u64>,
+    /// Times a peer went past a rate limit (closed with 1008, or a message dropped).
+    pub rate_limited: u64,
 }
 
 impl Peer {

@@ -61,6 +61,12 @@ pub(crate) struct PeerTask<IO> {
     pub(crate) hook: Option<HookFuture>,
     /// Bytes of incomplete incoming messages this connection holds, counted in the server-wide budget.
     pub(crate) incomplete: usize,
+    /// Its place in the server's connection count (none when served by another HTTP server): held,
+    /// never read; dropping it frees the place.
+    #[allow(dead_code)]
+    pub(crate) admitted: Option<super::door::Held>,
+    /// Its rate limits, made at its first ping or limited message.
+    pub(crate) rates: Option<Box<super::rate::RateLimits>>,
 }
 
 /// A hook call in progress, its error or panic already turned into an `Error`.
@@ -280,6 +286,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                 Ok(Some(Event::Message(kind, data))) => {
                     messages = true;
                     self.peer.shared.counters.received(data.len());
+                    if self.config.max_messages_per_second.is_some() || self.config.max_bytes_per_second.is_some() {
+                        let config = &self.config;
+                        let rates = self.rates.get_or_insert_with(|| Box::new(super::rate::RateLimits::new(config)));
+                        if let Err(exceeded) = rates.message(data.len()) {
+                            self.peer.shared.route.rate_limited();
+                            if self.config.rate_limit_policy == super::rate::RateLimitPolicy::Drop {
+                                continue;
+                            }
+                            return Parsed::Ended(self.rate_exceeded(exceeded, write_buf).await);
+                        }
+                    }
                     let message = Message::from_wire(kind, data);
                     match self.hooks.message_now(&self.peer, message) {
                         Handled::Done(Ok(())) => {}
@@ -290,7 +307,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
                         }
                     }
                 }
-                Ok(Some(Event::Ping(payload))) => self.conn.encode_pong(&payload, write_buf.buf()),
+                Ok(Some(Event::Ping(payload))) => {
+                    let config = &self.config;
+                    let rates = self.rates.get_or_insert_with(|| Box::new(super::rate::RateLimits::new(config)));
+                    if let Err(exceeded) = rates.ping() {
+                        self.peer.shared.route.rate_limited();
+                        return Parsed::Ended(self.rate_exceeded(exceeded, write_buf).await);
+                    }
+                    self.conn.encode_pong(&payload, write_buf.buf());
+                }
                 Ok(Some(Event::Pong(_))) => {}
                 Ok(Some(Event::Close(frame))) => {
                     return Parsed::Ended(self.peer_closed(frame, write_buf, accounted).await);
@@ -443,6 +468,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> PeerTask<IO> {
     }
 
     /// Sends `frame` ahead of anything queued and closes without waiting for the answer.
+    /// The peer sent faster than its limits: 1008 with the limit in the reason.
+    async fn rate_exceeded(&mut self, exceeded: super::rate::Exceeded, write_buf: &mut WriteQueue) -> CloseEvent {
+        let reason = exceeded.reason();
+        tracing::debug!(peer = %self.peer.id(), %reason, "closing peer with 1008");
+        self.close_now(CloseFrame::new(CloseCode::POLICY_VIOLATION, reason), write_buf).await
+    }
+
     async fn close_now(&mut self, frame: CloseFrame, write_buf: &mut WriteQueue) -> CloseEvent {
         write_buf.clear();
         self.close_after(frame, write_buf).await
