@@ -55,11 +55,11 @@ function render(o) {
   $("rate-out").textContent = number(o.rates.out.at(-1) ?? 0);
   spark(o.rates);
 
-  fill($("endpoints"), [["Route"], ["Kind"], ["Open", 1], ["Connections", 1], ["Msgs in", 1], ["Msgs out", 1], ["Bytes in", 1], ["Bytes out", 1], ["Close codes"]],
+  fill($("endpoints"), [["Route"], ["Kind"], ["Open", 1], ["Connections", 1], ["Msgs in", 1], ["Msgs out", 1], ["Bytes in", 1], ["Bytes out", 1], ["Rate-limited", 1], ["Close codes"]],
     o.endpoints.routes.map((e) => ({
       attributes: { "data-route": e.path },
       cells: [h("code", {}, e.path || "(axum route)"), e.kind, number(e.open), number(e.connections), number(e.traffic.messages_in),
-        number(e.traffic.messages_out), bytes(e.traffic.bytes_in), bytes(e.traffic.bytes_out),
+        number(e.traffic.messages_out), bytes(e.traffic.bytes_in), bytes(e.traffic.bytes_out), number(e.rate_limited),
         Object.entries(e.close_codes).map(([code, n]) => `${code}×${n}`).join(" ")],
     })), "no routes");
 

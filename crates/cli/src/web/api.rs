@@ -79,6 +79,7 @@ pub fn overview(web: &Web) -> Value {
         "clients": clients(web),
         "sync": sync(web),
         "pubsub": pubsub(web),
+        "door": door(web),
         "rates": {"in": rate_in, "out": rate_out},
         "errors": errors(web),
     })
@@ -93,7 +94,7 @@ fn endpoints(web: &Web) -> Value {
         .map(|e| {
             json!({
                 "path": e.path, "kind": kind_of(&e.path), "open": e.open, "connections": e.connections,
-                "traffic": e.traffic, "close_codes": e.close_codes,
+                "traffic": e.traffic, "close_codes": e.close_codes, "rate_limited": e.rate_limited,
             })
         })
         .collect();
@@ -161,6 +162,16 @@ fn clients(web: &Web) -> Value {
 
 fn sync(web: &Web) -> Value {
     json!(web.sync.collections())
+}
+
+fn door(web: &Web) -> Value {
+    match web.hub.door() {
+        Some(door) => json!({
+            "open": door.open, "refused_full": door.refused_full, "refused_per_ip": door.refused_per_ip,
+            "refused_rate": door.refused_rate,
+        }),
+        None => Value::Null,
+    }
 }
 
 fn pubsub(web: &Web) -> Value {

@@ -22,6 +22,15 @@ fn describe() {
     describe_counter!("switchboard_received_bytes_total", "Payload bytes received from peers, by endpoint");
     describe_counter!("switchboard_sent_bytes_total", "Payload bytes sent to peers, by endpoint");
     describe_counter!("switchboard_closes_total", "Closed connections, by endpoint and close code (1006: lost)");
+    describe_counter!(
+        "switchboard_rate_limited_total",
+        "Peers past a message, byte or ping rate (closed 1008, or a message dropped), by endpoint"
+    );
+    describe_gauge!("switchboard_open_connections", "TCP connections held (WebSocket and HTTP)");
+    describe_counter!(
+        "switchboard_refused_connections_total",
+        "Connections refused at the door, by reason (full: 503; per_ip, rate: 429)"
+    );
     describe_counter!("switchboard_publications_total", "Publications handled (local and from other nodes)");
     describe_counter!("switchboard_deliveries_total", "Publications queued to subscribers");
     describe_counter!("switchboard_deliveries_dropped_total", "Deliveries skipped for slow subscribers (policy Drop)");
@@ -58,10 +67,17 @@ fn record(web: &Web) {
         counter!("switchboard_messages_sent_total", "endpoint" => path.clone()).absolute(traffic.messages_out);
         counter!("switchboard_received_bytes_total", "endpoint" => path.clone()).absolute(traffic.bytes_in);
         counter!("switchboard_sent_bytes_total", "endpoint" => path.clone()).absolute(traffic.bytes_out);
+        counter!("switchboard_rate_limited_total", "endpoint" => path.clone()).absolute(endpoint.rate_limited);
         for (code, count) in endpoint.close_codes {
             counter!("switchboard_closes_total", "endpoint" => path.clone(), "code" => code.to_string())
                 .absolute(count);
         }
+    }
+    if let Some(door) = web.hub.door() {
+        gauge!("switchboard_open_connections").set(door.open as f64);
+        counter!("switchboard_refused_connections_total", "reason" => "full").absolute(door.refused_full);
+        counter!("switchboard_refused_connections_total", "reason" => "per_ip").absolute(door.refused_per_ip);
+        counter!("switchboard_refused_connections_total", "reason" => "rate").absolute(door.refused_rate);
     }
     let pubsub = web.hub.stats();
     counter!("switchboard_publications_total").absolute(pubsub.published);
