@@ -12,6 +12,7 @@ mod profile;
 mod report;
 mod script;
 mod servers;
+mod soak;
 mod sync;
 
 use std::net::SocketAddr;
@@ -51,6 +52,16 @@ enum Command {
         /// A PostgreSQL database to use (default: a private cluster started for the run).
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+    },
+    /// Holds chat connections against `switchboard serve` for minutes, sampling its RSS and open
+    /// files (writes its section of BENCHMARKS.md and bench/soak.svg).
+    Soak {
+        /// Connections (the per-process file limit here is 20 000).
+        #[arg(long, default_value_t = 19_000)]
+        connections: usize,
+        /// Minutes of traffic.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
     },
     /// Runs one sync hub until killed (SQLite in a temporary file, or `--database`).
     SyncServer {
@@ -189,6 +200,16 @@ fn raise_file_limit() {
     }
 }
 
+/// Pins this process to one core (the servers it starts run on core 0).
+fn pin_to_core(core: usize) {
+    // SAFETY: the set is a plain bit mask we initialise before passing it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     raise_file_limit();
     let cli = Cli::parse();
@@ -205,6 +226,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let section = runtime.block_on(sync::measure(postgres))?;
             print!("{section}");
             Ok(sync::write(&section)?)
+        }
+        Command::Soak { connections, minutes } => {
+            pin_to_core(1);
+            let local = tokio::task::LocalSet::new();
+            let section = runtime.block_on(local.run_until(soak::run(connections, minutes)))?;
+            print!("{section}");
+            Ok(soak::write(&section)?)
         }
         Command::SyncServer { database } => runtime.block_on(sync::serve(database)),
         Command::Server { name, port } => {
