@@ -135,7 +135,8 @@ pub async fn run(connections: usize, minutes: u64) -> Result<String, Box<dyn std
     let joined = start.elapsed();
     eprintln!("soak: {connections} connections in {rooms} rooms after {:.1} s", joined.as_secs_f64());
     let members: Vec<usize> = (0..rooms).map(|room| (room..connections).step_by(rooms).count()).collect();
-    let mut samples = vec![Sample { at: 0, rss_kib: idle_rss, files: idle_files, p99_us: 0 }];
+    let (rss, files) = sample(pid);
+    let mut samples = vec![Sample { at: 0, rss_kib: rss, files, p99_us: 0 }];
     let mut expected = 0u64;
     let mut next_sample = Instant::now() + Duration::from_secs(10);
     let end = Instant::now() + Duration::from_secs(minutes * 60);
@@ -171,14 +172,25 @@ pub async fn run(connections: usize, minutes: u64) -> Result<String, Box<dyn std
     // Let the last deliveries arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let seen = seen.borrow();
-    let section = report(connections, minutes, rooms, &samples, expected, &seen);
+    let section = report(Run { connections, minutes, rooms, idle_rss, idle_files, expected }, &samples, &seen);
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/soak.svg"), chart(&samples))?;
     drop(writers);
     drop(serve);
     Ok(section)
 }
 
-fn report(connections: usize, minutes: u64, rooms: usize, samples: &[Sample], expected: u64, seen: &Seen) -> String {
+/// What a run was, for its report.
+struct Run {
+    connections: usize,
+    minutes: u64,
+    rooms: usize,
+    idle_rss: u64,
+    idle_files: usize,
+    expected: u64,
+}
+
+fn report(run: Run, samples: &[Sample], seen: &Seen) -> String {
+    let Run { connections, minutes, rooms, idle_rss, idle_files, expected } = run;
     use std::fmt::Write;
     let mut md = String::new();
     let _ = writeln!(md, "{BEGIN}\n## Soak: {connections} chat connections for {minutes} minutes\n");
@@ -192,10 +204,17 @@ fn report(connections: usize, minutes: u64, rooms: usize, samples: &[Sample], ex
         seen.latency.value_at_quantile(0.99),
         seen.latency.max(),
     );
+    let _ = writeln!(
+        md,
+        "Before the connections: {:.1} MiB, {idle_files} open files. Seconds count from the moment all were connected.\n",
+        idle_rss as f64 / 1024.0
+    );
     let _ = writeln!(md, "![Server RSS and open files over the soak](bench/soak.svg)\n");
     let _ = writeln!(md, "| seconds | RSS MiB | open files | p99 us (last 10 s) |\n|---:|---:|---:|---:|");
     let step = (samples.len() / 12).max(1);
-    for sample in samples.iter().step_by(step).chain(samples.last()) {
+    let last = samples.len().saturating_sub(1);
+    let shown = samples.iter().enumerate().filter(|(n, _)| n % step == 0 || *n == last).map(|(_, s)| s);
+    for sample in shown {
         let rss = sample.rss_kib as f64 / 1024.0;
         let _ = writeln!(md, "| {} | {rss:.1} | {} | {} |", sample.at, sample.files, sample.p99_us);
     }
