@@ -710,6 +710,9 @@ export class Replica {
     /** The version of each entity's confirmed state (deleted ones too): an ack travels apart from
      * the changes and may arrive after a newer change of the same entity; it must not undo it. */
     this.versions = new Map();
+    /** The highest version of an acknowledged mutation: an ack may overtake its own change, and until
+     * the changes reach it the view lacks something the server confirmed. */
+    this.acked = 0;
     /** @type {{mutation_id: string, id: string, data?: any, deleted?: boolean, state: "queued" | "sent"}[]} */
     this.pending = [];
   }
@@ -735,8 +738,14 @@ export class Replica {
     this.version = null;
     this.confirmed.clear();
     this.versions.clear();
+    this.acked = 0;
     this.ready = false;
     return this.open ? [this.#sub()] : [];
+  }
+
+  /** Ready, nothing pending, and every acknowledged change seen: the view is the server's state. */
+  synced() {
+    return this.ready && this.pending.length === 0 && this.version !== null && this.version >= this.acked;
   }
 
   /** A connection opened: subscribe (resuming after the version seen), then resend what is unanswered, in order. */
@@ -831,6 +840,7 @@ export class Replica {
         break;
       }
       case "ack": {
+        this.acked = Math.max(this.acked, message.version ?? 0);
         const at = this.pending.findIndex((p) => p.mutation_id === message.mutation_id);
         if (at < 0) break;
         const [pending] = this.pending.splice(at, 1);
@@ -1139,7 +1149,7 @@ class Sync {
     const pending = replica.pending.length;
     let state;
     if (!replica.open) state = this.#everOpen ? SyncState.OFFLINE : SyncState.CONNECTING;
-    else if (replica.ready && pending === 0) state = SyncState.SYNCED;
+    else if (replica.synced()) state = SyncState.SYNCED;
     else state = SyncState.SYNCING;
     const now = this.status.value;
     if (now.state !== SyncState.STOPPED && (now.state !== state || now.version !== replica.version || now.pending !== pending)) {

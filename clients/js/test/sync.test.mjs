@@ -146,6 +146,18 @@ test("an ack that arrives after a newer change of the same entity does not undo 
   assert.deepEqual(replica.view().get("form"), { title: "mine", guests: 12 });
 });
 
+test("an ack ahead of its own change is not synced until the change arrives", () => {
+  const replica = new Replica("c", null, "me", false);
+  replica.onOpen();
+  replica.onMessage({ type: "snapshot", entities: [], version: 0 });
+  replica.onMessage({ type: "ready", version: 0 });
+  const [mutate] = replica.localEdit(new Map([["a", 1]]));
+  replica.onMessage({ type: "ack", mutation_id: mutate.mutation_id, version: 1, data: 1 });
+  assert.equal(replica.synced(), false, "version 1 is acknowledged, its change not yet seen");
+  replica.onMessage({ type: "change", id: "a", data: 1, version: 1 });
+  assert.equal(replica.synced(), true);
+});
+
 test("the replica resubscribes on a gap, ignores repeats and keeps a retryable rejection", () => {
   const replica = new Replica("c", null, "me", false);
   assert.deepEqual(replica.onOpen(), [{ type: "sub", collection: "c", client: "me" }]);

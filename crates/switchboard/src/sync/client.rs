@@ -405,7 +405,7 @@ impl<T: Clone + Send + Sync + 'static, S: SyncShape<T>> Driver<T, S> {
             } else {
                 SyncStatus::Connecting
             }
-        } else if self.replica.is_ready() && pending.is_empty() {
+        } else if self.replica.is_synced() {
             SyncStatus::Synced { version: self.replica.version().unwrap_or(0) }
         } else {
             SyncStatus::Syncing

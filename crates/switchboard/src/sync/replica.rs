@@ -79,6 +79,9 @@ pub(crate) struct Replica {
     /// The version of each entity's confirmed state (deleted ones too). An ack travels apart from
     /// the changes and may arrive after a newer change of the same entity: it must not undo it.
     versions: BTreeMap<String, u64>,
+    /// The highest version of an acknowledged mutation: until the changes reach it, the store does
+    /// not show everything the server has confirmed (an ack may overtake its own change).
+    acked: u64,
     pending: VecDeque<PendingMutation>,
 }
 
@@ -96,6 +99,7 @@ impl Replica {
             ready: false,
             confirmed: Entities::new(),
             versions: BTreeMap::new(),
+            acked: 0,
             pending: VecDeque::new(),
         }
     }
@@ -116,6 +120,7 @@ impl Replica {
         self.version = None;
         self.confirmed.clear();
         self.versions.clear();
+        self.acked = 0;
         self.ready = false;
         if self.open {
             vec![self.sub()]
@@ -130,6 +135,11 @@ impl Replica {
 
     pub(crate) fn is_ready(&self) -> bool {
         self.ready
+    }
+
+    /// Ready, nothing pending, and every acknowledged change seen: the store shows the server's state.
+    pub(crate) fn is_synced(&self) -> bool {
+        self.ready && self.pending.is_empty() && self.version.is_some_and(|v| v >= self.acked)
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -293,6 +303,7 @@ impl Replica {
                 effects.view_changed = true;
             }
             ServerMessage::Ack { mutation_id, data, version } => {
+                self.acked = self.acked.max(version);
                 if let Some(at) = self.pending.iter().position(|p| p.mutation_id == mutation_id) {
                     if let Some(pending) = self.pending.remove(at) {
                         self.set_confirmed(&pending.id, (!data.is_null()).then_some(data), version);
@@ -408,6 +419,18 @@ mod tests {
         });
         assert!(replica.pending().is_empty());
         assert_eq!(replica.view()["form"], json!({"title": "mine", "guests": 12}));
+    }
+
+    #[test]
+    fn an_ack_ahead_of_its_change_is_not_synced_until_the_change_arrives() {
+        let mut replica = opened();
+        let sent = replica.local_edit(&Entities::from([("a".into(), json!(1))]));
+        let ClientMessage::Mutate { mutation_id, .. } = &sent[0] else { panic!("{sent:?}") };
+        replica.on_message(ServerMessage::Ack { mutation_id: mutation_id.clone(), version: 1, data: json!(1) });
+        assert!(replica.pending().is_empty());
+        assert!(!replica.is_synced(), "version 1 is acknowledged but its change not yet seen");
+        replica.on_message(change("a", json!(1), 1));
+        assert!(replica.is_synced());
     }
 
     #[test]
