@@ -133,10 +133,6 @@ impl Replica {
         self.version
     }
 
-    pub(crate) fn is_ready(&self) -> bool {
-        self.ready
-    }
-
     /// Ready, nothing pending, and every acknowledged change seen: the store shows the server's state.
     pub(crate) fn is_synced(&self) -> bool {
         self.ready && self.pending.is_empty() && self.version.is_some_and(|v| v >= self.acked)
