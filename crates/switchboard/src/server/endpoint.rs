@@ -24,7 +24,7 @@ use super::config::WsConfig;
 use super::hooks::DynHooks;
 use super::peer::{Peer, PeerShared, ReadyState, RequestInfo, SharedCompression};
 use super::stats::Route;
-use super::task::PeerTask;
+use super::task::{PeerTask, Start};
 use super::upgrade::UpgradeRequest;
 
 pub(crate) struct Endpoint {
@@ -157,7 +157,7 @@ impl Endpoint {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let conn = Connection::new(Role::Server, wire_config, 0);
-                    let pending = Default::default();
+                    let start = Start { conn, peer, hooks, config, app, admitted };
                     // A plain TCP connection is taken back from hyper: reading and writing the socket
                     // directly skips a boxed I/O layer on every call. TLS keeps hyper's wrapper.
                     match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
@@ -166,42 +166,12 @@ impl Endpoint {
                             let io = parts.io.into_inner();
                             // hyper's 8 KiB read buffer would otherwise live as long as the connection.
                             drop(parts.read_buf);
-                            let (hook, incomplete) = (None, 0);
-                            let task = PeerTask {
-                                io,
-                                conn,
-                                peer,
-                                hooks,
-                                config,
-                                app,
-                                read_buf,
-                                pending,
-                                hook,
-                                incomplete,
-                                admitted,
-                                rates: None,
-                            };
-                            tokio::spawn(task.run());
+                            tokio::spawn(PeerTask::new(io, read_buf, start).run());
                         }
                         Err(upgraded) => {
                             let io = TokioIo::new(upgraded);
                             let read_buf = BytesMut::new();
-                            let (hook, incomplete) = (None, 0);
-                            let task = PeerTask {
-                                io,
-                                conn,
-                                peer,
-                                hooks,
-                                config,
-                                app,
-                                read_buf,
-                                pending,
-                                hook,
-                                incomplete,
-                                admitted,
-                                rates: None,
-                            };
-                            tokio::spawn(task.run());
+                            tokio::spawn(PeerTask::new(io, read_buf, start).run());
                         }
                     }
                 }

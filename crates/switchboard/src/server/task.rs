@@ -69,6 +69,37 @@ pub(crate) struct PeerTask<IO> {
     pub(crate) rates: Option<Box<super::rate::RateLimits>>,
 }
 
+/// What a connection task starts from, whatever its I/O.
+pub(crate) struct Start {
+    pub(crate) conn: Connection,
+    pub(crate) peer: Peer,
+    pub(crate) hooks: Arc<dyn DynHooks>,
+    pub(crate) config: Arc<WsConfig>,
+    pub(crate) app: Arc<AppShared>,
+    pub(crate) admitted: Option<super::door::Held>,
+}
+
+impl<IO> PeerTask<IO> {
+    /// The task of an upgraded connection; `read_buf` holds what came after the handshake.
+    pub(crate) fn new(io: IO, read_buf: BytesMut, start: Start) -> Self {
+        let Start { conn, peer, hooks, config, app, admitted } = start;
+        Self {
+            io,
+            conn,
+            peer,
+            hooks,
+            config,
+            app,
+            read_buf,
+            pending: VecDeque::new(),
+            hook: None,
+            incomplete: 0,
+            admitted,
+            rates: None,
+        }
+    }
+}
+
 /// A hook call in progress, its error or panic already turned into an `Error`.
 pub(crate) type HookFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
