@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 
 const BEGIN: &str = "<!-- soak: written by `switchboard-bench soak` -->";
 const END: &str = "<!-- end soak -->";
@@ -82,18 +81,28 @@ struct Seen {
     closed: u64,
 }
 
-/// One reader per connection: counts our messages (`S <micros>`) and their latency; skips the chat's
-/// own JSON (welcome, join, leave).
-async fn read(mut read: tokio::net::tcp::OwnedReadHalf, start: Instant, seen: Rc<RefCell<Seen>>) {
+/// One task per connection, as a chat client: counts our messages (`S <micros>`) and their latency,
+/// skips the chat's own JSON (welcome, join, leave), answers the server's pings (it closes a peer
+/// silent for the keep-alive timeout), and sends what the publisher hands it.
+async fn client(
+    stream: tokio::net::TcpStream,
+    mut publish: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    start: Instant,
+    seen: Rc<RefCell<Seen>>,
+) {
+    let (mut read, mut write) = stream.into_split();
     let mut buf = bytes::BytesMut::with_capacity(4096);
     loop {
+        let mut pongs = Vec::new();
         while let Ok(Some((header, len))) = switchboard_wire::FrameHeader::parse(&buf) {
             let total = len + header.payload_len as usize;
             if buf.len() < total {
                 break;
             }
             let payload = &buf[len..total];
-            if let Some(sent) =
+            if header.opcode == 9 {
+                pongs.extend(switchboard_wire::encode_raw_frame(0x8A, Some(KEY), payload));
+            } else if let Some(sent) =
                 payload.strip_prefix(b"S ").and_then(|t| std::str::from_utf8(t).ok()?.parse::<u64>().ok())
             {
                 let micros = (start.elapsed().as_micros() as u64).saturating_sub(sent).max(1);
@@ -104,14 +113,25 @@ async fn read(mut read: tokio::net::tcp::OwnedReadHalf, start: Instant, seen: Rc
             }
             bytes::Buf::advance(&mut buf, total);
         }
-        match read.read_buf(&mut buf).await {
-            Ok(n) if n > 0 => {}
-            _ => {
-                seen.borrow_mut().closed += 1;
-                return;
-            }
+        if !pongs.is_empty() && write.write_all(&pongs).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            read = read.read_buf(&mut buf) => match read {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            },
+            frame = publish.recv() => match frame {
+                Some(frame) => {
+                    if write.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                None => return,
+            },
         }
     }
+    seen.borrow_mut().closed += 1;
 }
 
 /// Runs the soak and returns the BENCHMARKS.md section.
@@ -124,12 +144,12 @@ pub async fn run(connections: usize, minutes: u64) -> Result<String, Box<dyn std
     let seen =
         Rc::new(RefCell::new(Seen { received: 0, latency: Histogram::new(3)?, window: Histogram::new(3)?, closed: 0 }));
     let (idle_rss, idle_files) = sample(pid);
-    let mut writers: Vec<OwnedWriteHalf> = Vec::with_capacity(connections);
+    let mut writers = Vec::with_capacity(connections);
     for index in 0..connections {
         let mut stream = crate::load::connect(addr, index).await?;
         crate::load::handshake_path(&mut stream, &format!("/chat?room=r{}", index % rooms)).await?;
-        let (reader, writer) = stream.into_split();
-        tokio::task::spawn_local(read(reader, start, seen.clone()));
+        let (writer, publish) = tokio::sync::mpsc::unbounded_channel();
+        tokio::task::spawn_local(client(stream, publish, start, seen.clone()));
         writers.push(writer);
     }
     let joined = start.elapsed();
@@ -151,7 +171,7 @@ pub async fn run(connections: usize, minutes: u64) -> Result<String, Box<dyn std
             let member = room + (round % size) * rooms;
             let text = format!("S {}", start.elapsed().as_micros());
             let frame = switchboard_wire::encode_raw_frame(0x81, Some(KEY), text.as_bytes());
-            writers[member].write_all(&frame).await?;
+            let _ = writers[member].send(frame);
             expected += size as u64 - 1;
             published += 1;
         }
